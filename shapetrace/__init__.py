@@ -1,0 +1,31 @@
+"""shapetrace: how a PyTorch network transforms its input, layer by layer, without running it.
+
+    >>> import shapetrace
+    >>> report = shapetrace.analyze("resnet50", "1x3x448x448")
+    >>> report.node("layer4.2.relu_2").shape
+    [1, 2048, 14, 14]
+
+Importing this package is cheap: torch is imported on the first call to `analyze`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shapetrace.report import Report
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from shapetrace.analysis import analyze
+
+
+def __getattr__(name: str) -> Any:
+    if name == "analyze":
+        from shapetrace.analysis import analyze
+
+        return analyze
+    raise AttributeError(f"module 'shapetrace' has no attribute {name!r}")
+
+
+__all__ = ["Report", "__version__", "analyze"]

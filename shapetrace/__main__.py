@@ -1,0 +1,5 @@
+"""`python -m shapetrace`."""
+
+from shapetrace.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,320 @@
+"""The pipeline: source -> fx capture -> passes -> Report."""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from shapetrace import __version__
+from shapetrace.capture import Capture, TraceFailure, called_modules, trace
+from shapetrace.errors import CannotAnalyse, UsageError
+from shapetrace.inputs import FirstLayer, TensorSpec, complete, parse
+from shapetrace.passes import PassContext, cost, receptive, sizing
+from shapetrace.passes import params as params_pass
+from shapetrace.passes.shapes import ShapeResult, op_label, propagate, summarize
+from shapetrace.report import Module, Node, Report
+from shapetrace.sources import ModelSource, resolve
+
+InputLike = str | Sequence[int] | Sequence[str | Sequence[int] | TensorSpec] | TensorSpec | None
+
+
+def analyze(
+    model_or_name: str | nn.Module,
+    input_shape: InputLike = None,
+    *,
+    model_args: dict[str, Any] | None = None,
+    train: bool = False,
+) -> Report:
+    """Analyse a model at one input without running it.
+
+    `model_or_name` is a torchvision model name, one of shapetrace's (`codereview_resnet50`,
+    `stembodyhead_resnet50`, ...), `path/file.py:Name`, `package.module:Name`, or an
+    `nn.Module`. `input_shape` is an `--input` spec (`"1x3x448x448"`, `"448"`), a tuple of ints,
+    or a list of those for several inputs; None means the model's usual input.
+    A model that breaks at this input still yields a Report, with `report.failure` set.
+    """
+    source, model = _model(model_or_name, model_args)
+    model.train(train)
+    capture = _capture(model, source.spec)
+    specs = _input_specs(input_shape, source, capture)
+    return run_passes(model, capture, specs, source, train)
+
+
+def _model(
+    model_or_name: str | nn.Module, model_args: dict[str, Any] | None
+) -> tuple[ModelSource, nn.Module]:
+    if isinstance(model_or_name, nn.Module):
+        model = _meta_copy(model_or_name)
+        name = type(model_or_name).__name__
+        return ModelSource(name, lambda: model, family="object"), model
+    source = resolve(model_or_name, model_args)
+    return source, source.build()
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of a user's model whose tensors live on meta: the original is left untouched and
+    no weight is duplicated in memory."""
+    memo: dict[int, Any] = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if id(tensor) in memo:
+            continue
+        meta = tensor.detach().to("meta")
+        if isinstance(tensor, nn.Parameter):
+            meta = nn.Parameter(meta, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = meta
+    return copy.deepcopy(model, memo)
+
+
+def _capture(model: nn.Module, spec: str) -> Capture:
+    try:
+        return trace(model)
+    except TraceFailure as failure:
+        raise CannotAnalyse(diagnose_trace_failure(spec, failure)) from failure
+
+
+def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
+    """One line naming the construct fx could not trace, where, and what to do."""
+    text = str(failure.cause).strip().splitlines()[0] if str(failure.cause).strip() else ""
+    where = f"in {failure.site} ({failure.module_type})" if failure.site else "in forward()"
+    if "control flow" in text or "iterate" in text or "Proxy" in text and "bool" in text:
+        construct = "Python control flow that depends on a tensor's value"
+    elif "len(" in text or "len" in text and "Proxy" in text:
+        construct = "len() of a tensor"
+    else:
+        construct = f"{type(failure.cause).__name__}: {text}"
+    return (
+        f"{spec}: torch.fx cannot trace {construct} {where}; make that branch depend on "
+        "shapes or module attributes, or pass the value as a constant"
+    )
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+def first_layer(capture: Capture) -> FirstLayer:
+    """What the first parameterised layer in graph order expects."""
+    gm = capture.graph_module
+    for node in capture.nodes():
+        if node.op != "call_module":
+            continue
+        module = gm.get_submodule(str(node.target))
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return FirstLayer("conv", module.in_channels, len(module.kernel_size))
+        if isinstance(module, nn.Embedding):
+            return FirstLayer("embedding")
+        if isinstance(module, nn.Linear):
+            return FirstLayer("linear", module.in_features)
+    return FirstLayer("unknown")
+
+
+def _input_specs(input_shape: InputLike, source: ModelSource, capture: Capture) -> list[TensorSpec]:
+    raw = _raw_specs(input_shape)
+    defaults = source.default_inputs or []
+    if not raw:
+        if not defaults:
+            raise UsageError(f"{source.spec}: --input is required for a model of your own")
+        return list(defaults)
+    first = first_layer(capture)
+    specs = []
+    for i, spec in enumerate(raw):
+        default = defaults[i] if i < len(defaults) else None
+        specs.append(complete(spec, first, default))
+    return specs
+
+
+def _raw_specs(input_shape: InputLike) -> list[TensorSpec]:
+    if input_shape is None:
+        return []
+    if isinstance(input_shape, TensorSpec):
+        return [input_shape]
+    if isinstance(input_shape, str):
+        return parse(input_shape)
+    items = list(input_shape)
+    if all(isinstance(d, int) for d in items):
+        return parse("x".join(str(d) for d in items))
+    specs: list[TensorSpec] = []
+    for item in items:
+        specs.extend(_raw_specs(item))  # type: ignore[arg-type]
+    return specs
+
+
+def _meta_inputs(
+    capture: Capture, specs: list[TensorSpec]
+) -> tuple[list[Any], list[str]]:
+    """Meta tensors for the graph's placeholders, positional first, then by keyword."""
+    placeholders = [n for n in capture.nodes() if n.op == "placeholder"]
+    positional = [s for s in specs if s.name is None]
+    keyword = {s.name: s for s in specs if s.name is not None}
+    values: list[Any] = []
+    for i, node in enumerate(placeholders):
+        spec = positional[i] if i < len(positional) else keyword.pop(str(node.target), None)
+        if spec is None:
+            if node.args:
+                values.append(node.args[0])  # the forward's default for this argument
+                continue
+            raise UsageError(
+                f"the model's forward takes '{node.target}' too: add it to --input "
+                f"(e.g. --input ...,{node.target}=1x16)"
+            )
+        values.append(torch.empty(spec.dims, dtype=getattr(torch, spec.dtype or "float32"),
+                                  device="meta"))
+    if len(positional) > len(placeholders):
+        raise UsageError(
+            f"--input gives {len(positional)} tensors but the model's forward takes "
+            f"{len(placeholders)}"
+        )
+    if keyword:
+        raise UsageError(f"the model's forward has no argument '{next(iter(keyword))}'")
+    return values, [str(s) for s in specs]
+
+
+# -- passes -------------------------------------------------------------------------------
+
+
+def run_passes(
+    model: nn.Module,
+    capture: Capture,
+    specs: list[TensorSpec],
+    source: ModelSource,
+    train: bool,
+) -> Report:
+    """Run every pass over a captured model and assemble the Report."""
+    values, spec_texts = _meta_inputs(capture, specs)
+    shapes = propagate(capture.graph_module, values, capture.names, capture.sites)
+    nodes = _nodes(capture, shapes)
+    modules = _modules(model, capture, shapes)
+    dead, train_only = _unused(model, capture, train)
+    report = Report(
+        source={
+            "model": source.spec,
+            "model_args": source.kwargs,
+            "input": spec_texts,
+            "mode": "train" if train else "eval",
+            "trace": capture.method,
+            "family": source.family,
+            "versions": _versions(),
+        },
+        model=source.spec,
+        input=list(specs[0].dims) if specs else [],
+        nodes=nodes,
+        modules=modules,
+        totals=params_pass.totals(model),
+        dead_modules=dead,
+        train_only_modules=train_only,
+        failure=shapes.failure,
+    )
+    context = PassContext(model, capture, shapes, report, specs, values)
+    for analysis_pass in (receptive.run, sizing.run, cost.run):
+        analysis_pass(context)
+    return report
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {
+        "shapetrace": __version__,
+        "torch": torch.__version__.split("+")[0],
+        "torchvision": torchvision.__version__.split("+")[0],
+    }
+
+
+def _target_text(node: fx.Node) -> str:
+    target = node.target
+    if isinstance(target, str):
+        return target
+    module = getattr(target, "__module__", None) or ""
+    module = {"_operator": "operator", "torch._C._nn": "torch.nn.functional"}.get(module, module)
+    name = getattr(target, "__name__", str(target))
+    if target in vars(operator).values():
+        module = "operator"
+    return f"{module}.{name}" if module else name
+
+
+def _nodes(capture: Capture, shapes: ShapeResult) -> list[Node]:
+    gm = capture.graph_module
+    nodes = []
+    for node in capture.nodes():
+        result = shapes.results.get(node)
+        if node.op == "call_module":
+            kind = type(gm.get_submodule(str(node.target))).__name__
+        else:
+            kind = op_label(node)
+        nodes.append(
+            Node(
+                name=capture.names[node],
+                op=node.op,
+                target=_target_text(node),
+                module=capture.sites.get(node) or None,
+                type=kind,
+                inputs=[capture.names[a] for a in node.all_input_nodes],
+                shape=result.shape if result else None,
+                dtype=result.dtype if result else None,
+                params=params_pass.node_params(gm, node),
+                value=result.value if result else None,
+            )
+        )
+    return nodes
+
+
+def _output_shape(value: Any, shapes: ShapeResult) -> Any:
+    if isinstance(value, fx.Node):
+        result = shapes.results.get(value)
+        return result.shape if result else None
+    if isinstance(value, list):
+        return [_output_shape(v, shapes) for v in value]
+    if isinstance(value, dict):
+        return {k: _output_shape(v, shapes) for k, v in value.items()}
+    return None
+
+
+def _modules(model: nn.Module, capture: Capture, shapes: ShapeResult) -> list[Module]:
+    """Every module path: canonical `named_modules()` paths, plus call sites of shared ones."""
+    entries: list[Module] = []
+    seen: set[int] = set()
+    for path, module in model.named_modules(remove_duplicate=False):
+        if not path:
+            continue
+        canonical = id(module) not in seen
+        seen.add(id(module))
+        calls = capture.calls.get(path, 0)
+        if not canonical and calls == 0:
+            continue
+        entries.append(
+            Module(
+                path=path,
+                type=type(module).__name__,
+                params=params_pass.unique_params(module),
+                calls=calls,
+                shape=_output_shape(capture.module_outputs.get(path), shapes),
+            )
+        )
+    return entries
+
+
+def _unused(
+    model: nn.Module, capture: Capture, train: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    other = called_modules(model, training=not train)
+    this_called, this_used = capture.called, capture.used_tensors
+    if other is None:
+        other = (set(), set())
+    called_any = this_called | other[0]
+    used_any = this_used | other[1]
+    dead = params_pass.unused_modules(model, called_any, used_any)
+    eval_called, eval_used = other if train else (this_called, this_used)
+    not_in_eval = params_pass.unused_modules(model, eval_called, eval_used)
+    dead_ids = {id(m) for _, m in dead}
+    train_only = [(p, m) for p, m in not_in_eval if id(m) not in dead_ids]
+    return (
+        [params_pass.module_entry(p, m) for p, m in dead],
+        [params_pass.module_entry(p, m) for p, m in train_only],
+    )
+
+
+__all__ = ["analyze", "summarize"]

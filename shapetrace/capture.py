@@ -1,0 +1,202 @@
+"""Capture a model as a torch.fx graph, named as torchvision's feature extraction names it.
+
+Naming: a module call is named by its `named_modules()` path; any other node by the path of the
+module whose forward created it plus the op (`layer1.0.add`); a repeated name gets `_1`, `_2`, ...
+per name, not per graph. Every node also records its call site: the path through which its
+module was reached, so a module shared by several parents shows up inside each of them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torchvision.ops
+from torch import fx, nn
+
+_FX_SUFFIX = re.compile(r"^(.+)_[0-9]+$")
+
+
+@dataclass
+class Capture:
+    """A traced model: its graph, torchvision-style names, call sites and module calls."""
+
+    graph_module: fx.GraphModule
+    names: dict[fx.Node, str]
+    sites: dict[fx.Node, str]
+    calls: Counter[str]
+    site_modules: dict[str, nn.Module]
+    module_outputs: dict[str, Any]
+    called: set[int]
+    used_tensors: set[int] = field(default_factory=set)
+    method: str = "fx"
+
+    def nodes(self) -> Iterator[fx.Node]:
+        """Graph nodes in execution order, without the output node."""
+        for node in self.graph_module.graph.nodes:
+            if node.op != "output":
+                yield node
+
+
+class TraceFailure(Exception):
+    """fx could not trace the model; `site` names the module being traced when it failed."""
+
+    def __init__(self, cause: BaseException, site: str, module_type: str) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.site = site
+        self.module_type = module_type
+
+
+class _NamingTracer(fx.Tracer):
+    def __init__(self, root: nn.Module) -> None:
+        super().__init__(autowrap_modules=(math, torchvision.ops))
+        self._scope_name = ""
+        self._scope_site = ""
+        self._scope_module: nn.Module = root
+        self._counts: Counter[str] = Counter()
+        self.names: dict[fx.Node, str] = {}
+        self.sites: dict[fx.Node, str] = {}
+        self.calls: Counter[str] = Counter()
+        self.site_modules: dict[str, nn.Module] = {"": root}
+        self.module_outputs: dict[str, Any] = {}
+        self.called: set[int] = {id(root)}
+        self.used_tensors: set[int] = set()
+
+    def _site_of(self, module: nn.Module, name: str) -> str:
+        # The call site: where the calling module holds this child, if it holds it directly.
+        for child_name, child in self._scope_module._modules.items():
+            if child is module:
+                return f"{self._scope_site}.{child_name}" if self._scope_site else child_name
+        return name
+
+    def call_module(
+        self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        name = self.path_of_module(m)
+        site = self._site_of(m, name)
+        saved = (self._scope_name, self._scope_site, self._scope_module)
+        self._scope_name, self._scope_site, self._scope_module = name, site, m
+        self.called.add(id(m))
+        self.calls[site] += 1
+        self.site_modules.setdefault(site, m)
+        try:
+            if self.is_leaf_module(m, name):
+                out = self.create_proxy("call_module", name, args, kwargs)
+            else:
+                out = forward(*args, **kwargs)
+            self.module_outputs[site] = out
+            return out
+        finally:
+            self._scope_name, self._scope_site, self._scope_module = saved
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if isinstance(attr_val, torch.Tensor):
+            self.used_tensors.add(id(attr_val))
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def create_proxy(  # type: ignore[override]
+        self,
+        kind: str,
+        target: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None = None,
+        type_expr: Any = None,
+        *rest: Any,
+        **more: Any,
+    ) -> fx.Proxy:
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest, **more)
+        node = proxy.node
+        if kind == "get_attr" and isinstance(target, str):
+            tensor = _lookup(self.root, target)
+            if isinstance(tensor, torch.Tensor):
+                self.used_tensors.add(id(tensor))
+        self.names[node] = self._qualname(node)
+        self.sites[node] = self._scope_site
+        return proxy
+
+    def _qualname(self, node: fx.Node) -> str:
+        if node.op == "call_module":
+            base = self._scope_name
+        else:
+            base = f"{self._scope_name}.{node.name}" if self._scope_name else node.name
+        stripped = _FX_SUFFIX.match(base)
+        if stripped:
+            base = stripped.group(1)
+        index = self._counts[base]
+        self._counts[base] += 1
+        return base if index == 0 else f"{base}_{index}"
+
+    @property
+    def where(self) -> tuple[str, str]:
+        return self._scope_site, type(self._scope_module).__name__
+
+
+def _lookup(root: nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capture:
+    """Trace `model` (in its current train/eval mode) with torchvision-style names."""
+    tracer = _NamingTracer(model)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete_args)
+    except Exception as exc:
+        site, module_type = tracer.where
+        raise TraceFailure(exc, site, module_type) from exc
+    graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    # GraphModule copies the graph; map our names onto its nodes, which keep the same order.
+    names: dict[fx.Node, str] = {}
+    sites: dict[fx.Node, str] = {}
+    for old, new in zip(graph.nodes, graph_module.graph.nodes, strict=True):
+        if old in tracer.names:
+            names[new] = tracer.names[old]
+            sites[new] = tracer.sites[old]
+    old_to_new = dict(zip(graph.nodes, graph_module.graph.nodes, strict=True))
+    outputs = {
+        site: _map_nodes(out, old_to_new) for site, out in tracer.module_outputs.items()
+    }
+    return Capture(
+        graph_module=graph_module,
+        names=names,
+        sites=sites,
+        calls=tracer.calls,
+        site_modules=tracer.site_modules,
+        module_outputs=outputs,
+        called=tracer.called,
+        used_tensors=tracer.used_tensors,
+    )
+
+
+def _map_nodes(value: Any, mapping: dict[fx.Node, fx.Node]) -> Any:
+    if isinstance(value, fx.Proxy):
+        return mapping.get(value.node)
+    if isinstance(value, (tuple, list)):
+        return [_map_nodes(v, mapping) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _map_nodes(v, mapping) for k, v in value.items()}
+    return None
+
+
+def called_modules(model: nn.Module, training: bool) -> tuple[set[int], set[int]] | None:
+    """Ids of the modules and tensors a forward uses in the given mode (None if untraceable)."""
+    was_training = model.training
+    model.train(training)
+    try:
+        capture = trace(model)
+    except TraceFailure:
+        return None
+    finally:
+        model.train(was_training)
+    return capture.called, capture.used_tensors

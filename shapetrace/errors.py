@@ -1,0 +1,34 @@
+"""Errors that end in one line and a documented exit code."""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_CANNOT_ANALYSE = 3
+EXIT_INTERNAL = 4
+
+
+class ShapetraceError(Exception):
+    """Base class: `str(error)` is the one line shown to the user."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UsageError(ShapetraceError):
+    """Bad flags, malformed --input, unknown model, missing or broken file, bad --model-args."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputRejected(ShapetraceError):
+    """The model rejects the input (wrong channel count, breaks at this size)."""
+
+    exit_code = EXIT_REJECTED
+
+
+class CannotAnalyse(ShapetraceError):
+    """The model cannot be analysed: untraceable with every fallback, or its constructor raises."""
+
+    exit_code = EXIT_CANNOT_ANALYSE

@@ -1,0 +1,122 @@
+"""Parsing `--input` specs. Pure Python: no torch import, so bad input fails fast.
+
+Grammar: `SPEC[,SPEC...]`, each `[name=]D1xD2x...[:dtype]`. Shorthands (`448`, `HxW`, `CxHxW`)
+are completed from the model's first layer by `complete()`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shapetrace.errors import UsageError
+
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8")
+DTYPES += ("bool",)
+_DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64"}
+_DIMS = re.compile(r"^[0-9]+(x[0-9]+)*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HELP = "expected sizes like 1x3x224x224, 224, 3x224x224 or 1x128:int64"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input tensor: its shape, dtype and, for keyword inputs, the argument name."""
+
+    dims: tuple[int, ...]
+    dtype: str | None = None
+    name: str | None = None
+
+    def __str__(self) -> str:
+        text = "x".join(str(d) for d in self.dims)
+        if self.dtype and self.dtype != "float32":
+            text += f":{self.dtype}"
+        return f"{self.name}={text}" if self.name else text
+
+
+@dataclass(frozen=True)
+class FirstLayer:
+    """What the first parameterised layer tells about the expected input."""
+
+    kind: str  # "conv", "linear", "embedding" or "unknown"
+    channels: int | None = None
+    spatial_rank: int = 2
+
+
+def parse(text: str) -> list[TensorSpec]:
+    """Parse one `--input` value into raw (maybe shorthand) tensor specs."""
+    text = text.strip()
+    if not text:
+        raise UsageError(f"malformed --input '': {_HELP}")
+    specs = []
+    for part in text.split(","):
+        specs.append(_parse_one(part.strip(), text))
+    return specs
+
+
+def _parse_one(part: str, whole: str) -> TensorSpec:
+    name = None
+    if "=" in part:
+        name, part = part.split("=", 1)
+        name = name.strip()
+        if not _NAME.match(name):
+            raise UsageError(f"malformed --input '{whole}': '{name}' is not an argument name")
+    dtype = None
+    if ":" in part:
+        part, dtype = part.split(":", 1)
+        dtype = _DTYPE_ALIASES.get(dtype.strip(), dtype.strip())
+        if dtype not in DTYPES:
+            raise UsageError(
+                f"malformed --input '{whole}': unknown dtype '{dtype}' (one of {', '.join(DTYPES)})"
+            )
+    dims_text = part.strip().lower().replace("×", "x")
+    if not _DIMS.match(dims_text):
+        raise UsageError(f"malformed --input '{whole}': {_HELP}")
+    dims = tuple(int(d) for d in dims_text.split("x"))
+    if any(d < 1 for d in dims):
+        raise UsageError(f"malformed --input '{whole}': every size must be at least 1")
+    if len(dims) > 8:
+        raise UsageError(f"malformed --input '{whole}': at most 8 dimensions")
+    return TensorSpec(dims=dims, dtype=dtype, name=name)
+
+
+def complete(
+    spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = None
+) -> TensorSpec:
+    """Fill the leading dimensions of a shorthand from the model's first layer."""
+    dims = spec.dims
+    k = len(dims)
+    dtype = spec.dtype
+    if first.kind == "conv" and first.channels is not None:
+        rank = first.spatial_rank
+        full = rank + 2
+        c = first.channels
+        if k == full:
+            pass
+        elif k == full - 1:
+            dims = (1, *dims)
+        elif k == rank:
+            dims = (1, c, *dims)
+        elif k == 1:
+            spatial = [dims[0]] * rank
+            if rank == 3 and default is not None and len(default.dims) == 5:
+                spatial[0] = default.dims[2]  # a single size means the frame size; keep T
+            dims = (1, c, *spatial)
+        elif rank == 3 and k == 2 and default is not None and len(default.dims) == 5:
+            dims = (1, c, default.dims[2], *dims)
+        else:
+            raise UsageError(
+                f"--input {spec}: the model's first layer is a {rank}-d convolution over "
+                f"{c} channels, so the input has {full} dims (N x C x {_axes(rank)})"
+            )
+    elif first.kind == "embedding":
+        dtype = dtype or "int64"
+        if k == 1:
+            dims = (1, *dims)
+    elif first.kind == "linear" and k == 1:
+        dims = (1, *dims)
+    return TensorSpec(dims=dims, dtype=dtype or "float32", name=spec.name)
+
+
+def _axes(rank: int) -> str:
+    return {1: "L", 2: "H x W", 3: "T x H x W"}.get(rank, "...")

@@ -1,0 +1,183 @@
+"""Shape pass: run the graph on meta tensors, recording each node's output, stopping at a break.
+
+Meta tensors carry shapes and dtypes but no storage, so the cost does not grow with the input
+size. The first node that raises becomes the failure; every node before it keeps its shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from shapetrace.report import Failure
+
+
+@dataclass
+class NodeResult:
+    """What one node produced: a shape summary, dtype, and (for non-tensors) the value."""
+
+    shape: Any
+    dtype: str | None
+    value: Any = None
+
+
+@dataclass
+class ShapeResult:
+    """Per-node results in graph order, the live values of the run, and the failure if any."""
+
+    results: dict[fx.Node, NodeResult] = field(default_factory=dict)
+    values: dict[fx.Node, Any] = field(default_factory=dict)
+    failure: Failure | None = None
+    error: BaseException | None = None
+    failed_node: fx.Node | None = None
+
+
+def summarize(value: Any) -> NodeResult:
+    """Turn a node's output into JSON-friendly shape, dtype and value."""
+    if isinstance(value, torch.Tensor):
+        return NodeResult(list(value.shape), str(value.dtype).removeprefix("torch."))
+    if isinstance(value, torch.Size):
+        return NodeResult(None, None, list(value))
+    if isinstance(value, (tuple, list)):
+        parts = [summarize(v) for v in value]
+        if parts and all(p.shape is None for p in parts):
+            return NodeResult(None, None, [p.value for p in parts])
+        dtypes = {p.dtype for p in parts if p.dtype}
+        return NodeResult([p.shape for p in parts], dtypes.pop() if len(dtypes) == 1 else None)
+    if isinstance(value, dict):
+        parts_d = {str(k): summarize(v) for k, v in value.items()}
+        dtypes = {p.dtype for p in parts_d.values() if p.dtype}
+        return NodeResult(
+            {k: p.shape for k, p in parts_d.items()}, dtypes.pop() if len(dtypes) == 1 else None
+        )
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return NodeResult(None, None, value)
+    if isinstance(value, torch.dtype):
+        return NodeResult(None, None, str(value).removeprefix("torch."))
+    return NodeResult(None, None, None)
+
+
+class _ShapeInterpreter(fx.Interpreter):
+    def __init__(self, module: fx.GraphModule, out: ShapeResult) -> None:
+        super().__init__(module, garbage_collect_values=False)
+        self.out = out
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        self.out.results[n] = summarize(value)
+        self.out.values[n] = value
+        return value
+
+
+def propagate(
+    gm: fx.GraphModule,
+    inputs: list[torch.Tensor],
+    names: dict[fx.Node, str],
+    sites: dict[fx.Node, str],
+) -> ShapeResult:
+    """Run `gm` on meta `inputs`; on an error, describe the failing node in plain words."""
+    out = ShapeResult()
+    interp = _ShapeInterpreter(gm, out)
+    try:
+        interp.run(*inputs)
+    except Exception as exc:
+        failed = _first_unfinished(gm, out)
+        out.error = exc
+        out.failed_node = failed
+        if failed is None:
+            out.failure = Failure("output", None, "output", [], _first_line(exc))
+        else:
+            args = [out.values.get(a) for a in failed.all_input_nodes]
+            module = gm.get_submodule(failed.target) if failed.op == "call_module" else None  # type: ignore[arg-type]
+            name = names.get(failed, failed.name)
+            out.failure = Failure(
+                node=name,
+                module=sites.get(failed),
+                type=type(module).__name__ if module is not None else op_label(failed),
+                input_shapes=[summarize(a).shape for a in args],
+                message=explain(name, module, args, exc),
+            )
+    return out
+
+
+def _first_unfinished(gm: fx.GraphModule, out: ShapeResult) -> fx.Node | None:
+    for node in gm.graph.nodes:
+        if node not in out.results and node.op != "output":
+            return node
+    return None
+
+
+def op_label(node: fx.Node) -> str:
+    """A short type name for a non-module node: the function or method called."""
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", str(node.target))
+    if node.op == "call_method":
+        return str(node.target)
+    if node.op == "get_attr":
+        return "Parameter"
+    if node.op == "placeholder":
+        return "Input"
+    return node.op
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def describe_module(module: nn.Module) -> str:
+    """`Linear(2048 -> 2)`, `Conv2d(3 -> 64, k=7, s=2)`, `AvgPool2d(7, 1)`."""
+    kind = type(module).__name__
+    if isinstance(module, nn.Linear):
+        return f"{kind}({module.in_features} -> {module.out_features})"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return f"{kind}({module.in_channels} -> {module.out_channels}, kernel {module.kernel_size})"
+    if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d, nn.AvgPool1d, nn.MaxPool1d)):
+        return f"{kind}({module.kernel_size}, {module.stride})"
+    return kind
+
+
+def explain(name: str, module: nn.Module | None, args: list[Any], exc: BaseException) -> str:
+    """The cause of a break in plain words, from the module and the shapes it received."""
+    first = args[0] if args else None
+    text = _first_line(exc)
+    if isinstance(module, nn.Linear) and isinstance(first, torch.Tensor) and first.dim() >= 1:
+        if first.shape[-1] != module.in_features:
+            return f"{name}: {describe_module(module)} received {first.shape[-1]} features"
+    if isinstance(module, nn.modules.conv._ConvNd) and isinstance(first, torch.Tensor):
+        rank = len(module.kernel_size)
+        if first.dim() not in (rank + 1, rank + 2):
+            return (
+                f"{name}: {type(module).__name__} expects a {rank + 2}-d input "
+                f"(N x C x {' x '.join('THW'[-rank:]) if rank > 1 else 'L'}), got {first.dim()}-d "
+                f"{tuple(first.shape)}"
+            )
+        channels = first.shape[1] if first.dim() == rank + 2 else first.shape[0]
+        if channels != module.in_channels:
+            return (
+                f"{name}: {type(module).__name__} expects {module.in_channels} input channels, "
+                f"got {channels} (input {tuple(first.shape)})"
+            )
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and isinstance(first, torch.Tensor):
+        if first.dim() >= 2 and first.shape[1] != module.num_features:
+            return (
+                f"{name}: {type(module).__name__} expects {module.num_features} channels, "
+                f"got {first.shape[1]}"
+            )
+    too_small = re.search(r"[Oo]utput size is too small|Kernel size can't be greater", text)
+    if too_small and isinstance(first, torch.Tensor) and module is not None:
+        spatial = "x".join(str(d) for d in first.shape[2:])
+        kernel = getattr(module, "kernel_size", None)
+        need = f" needs at least a {_kernel_text(kernel)} map," if kernel is not None else ""
+        return f"{name}: {describe_module(module)}{need} received {spatial}"
+    return f"{name}: {text}"
+
+
+def _kernel_text(kernel: Any) -> str:
+    if isinstance(kernel, int):
+        return f"{kernel}x{kernel}"
+    return "x".join(str(k) for k in kernel)

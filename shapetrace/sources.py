@@ -1,0 +1,272 @@
+"""Resolve a model spec to a builder: a torchvision name, one of ours, `file.py:Name`, `pkg.mod:Name`.
+
+Models are built with random weights on the meta device, so nothing is downloaded or
+initialised; builders that cannot run on meta get their parameters moved there as they are
+registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from shapetrace.errors import CannotAnalyse, UsageError
+from shapetrace.inputs import TensorSpec
+
+
+@dataclass
+class ModelSource:
+    """A resolved model: how to build it and what it is usually fed."""
+
+    spec: str
+    builder: Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    default_inputs: list[TensorSpec] | None = None
+    family: str = "user"
+
+    def build(self) -> nn.Module:
+        """Build the model with its parameters on the meta device."""
+        try:
+            model = _build_on_meta(lambda: self.builder(**self.kwargs))
+        except ShapetraceErrors:
+            raise
+        except Exception as exc:
+            raise CannotAnalyse(
+                f"{self.spec}: the constructor raised {type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+        if not isinstance(model, nn.Module):
+            raise UsageError(
+                f"{self.spec} returned {type(model).__name__}, not a torch.nn.Module"
+            )
+        return model
+
+
+ShapetraceErrors = (CannotAnalyse, UsageError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Move every parameter and buffer to meta as it is registered (for builders that do
+    arithmetic on real tensors, e.g. regnet's width quantisation)."""
+    register_parameter = nn.Module.register_parameter
+    register_buffer = nn.Module.register_buffer
+
+    def on_meta_parameter(module: nn.Module, name: str, param: Any) -> None:
+        if param is not None and param.device.type != "meta":
+            kwargs = dict(param.__dict__)
+            param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+            param.__dict__.update(kwargs)
+        register_parameter(module, name, param)
+
+    def on_meta_buffer(module: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
+        if tensor is not None:
+            tensor = tensor.to("meta")
+        register_buffer(module, name, tensor, persistent=persistent)
+
+    nn.Module.register_parameter = on_meta_parameter  # type: ignore[method-assign]
+    nn.Module.register_buffer = on_meta_buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+
+
+def _build_on_meta(make: Callable[[], Any]) -> Any:
+    try:
+        with torch.device("meta"):
+            return make()
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc) and "item" not in str(exc):
+            raise
+    with _parameters_on_meta():
+        return make()
+
+
+# -- torchvision ---------------------------------------------------------------------------
+
+_FAMILIES = ("quantization", "segmentation", "detection", "video", "optical_flow")
+
+
+def torchvision_names() -> dict[str, str]:
+    """Every `torchvision.models.list_models()` name mapped to its family."""
+    import torchvision.models as tvm
+
+    families = {name: "classification" for name in tvm.list_models(module=tvm)}
+    for fam in _FAMILIES:
+        for name in tvm.list_models(module=getattr(tvm, fam)):
+            families[name] = fam
+    return families
+
+
+def _torchvision_default_inputs(name: str, family: str) -> list[TensorSpec]:
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(name).DEFAULT  # metadata only: nothing is downloaded
+    keywords = getattr(weights.transforms, "keywords", {}) or {}
+    crop = keywords.get("crop_size")
+    if family == "optical_flow":
+        frame = TensorSpec((1, 3, 520, 960))
+        return [frame, frame]
+    if family == "segmentation":
+        size = keywords.get("resize_size", 520)
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        return [TensorSpec((1, 3, size, size))]
+    if family == "detection":
+        return [TensorSpec((1, 3, 800, 800))]
+    if family == "video":
+        h, w = crop if isinstance(crop, (tuple, list)) else (crop or 112, crop or 112)
+        frames = max(16, int(weights.meta.get("min_temporal_size", 16)))
+        return [TensorSpec((1, 3, frames, h, w))]
+    size = crop[0] if isinstance(crop, (tuple, list)) else (crop or 224)
+    return [TensorSpec((1, 3, size, size))]
+
+
+def _torchvision_builder(name: str, family: str) -> Callable[..., Any]:
+    def build(**kwargs: Any) -> Any:
+        from torchvision.models import get_model
+
+        kwargs.setdefault("weights", None)
+        if family in ("segmentation", "detection"):
+            kwargs.setdefault("weights_backbone", None)
+        if name in ("googlenet", "inception_v3", "quantized_googlenet", "quantized_inception_v3"):
+            kwargs.setdefault("init_weights", False)  # random init via scipy is slow and useless
+        return get_model(name, **kwargs)
+
+    return build
+
+
+# -- user files and modules ----------------------------------------------------------------
+
+
+def _load_file(path_text: str) -> Any:
+    path = Path(path_text)
+    if not path.exists():
+        raise UsageError(f"{path_text}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path_text}: is a directory, expected a Python file")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    module_name = f"shapetrace_user_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path_text}: cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise UsageError(f"{path_text}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:
+        raise UsageError(
+            f"{path_text}: importing it failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def _load_import_path(module_path: str) -> Any:
+    try:
+        return importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"cannot import '{module_path}': {_first_line(exc)}") from exc
+    except Exception as exc:
+        raise UsageError(
+            f"importing '{module_path}' failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def _user_source(spec: str, model_args: dict[str, Any]) -> ModelSource:
+    where, _, attr = spec.rpartition(":")
+    module = _load_file(where) if where.endswith(".py") else _load_import_path(where)
+    if not hasattr(module, attr):
+        candidates = [n for n in dir(module) if not n.startswith("_")]
+        hint = difflib.get_close_matches(attr, candidates, n=3)
+        extra = f" (did you mean {', '.join(hint)}?)" if hint else ""
+        raise UsageError(f"{where} has no '{attr}'{extra}")
+    target = getattr(module, attr)
+    if isinstance(target, nn.Module):
+        return ModelSource(spec, lambda: target, family="user")
+    if not callable(target):
+        raise UsageError(f"{spec} is a {type(target).__name__}, not an nn.Module class or factory")
+    _check_signature(spec, target, model_args)
+    return ModelSource(spec, target, kwargs=model_args, family="user")
+
+
+def _check_signature(spec: str, target: Callable[..., Any], model_args: dict[str, Any]) -> None:
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(**model_args)
+    except TypeError as exc:
+        raise UsageError(f"--model-args do not match {spec}{signature}: {exc}") from exc
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """`--model-args` JSON object -> keyword arguments."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--model-args is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+    if not isinstance(value, dict):
+        raise UsageError('--model-args must be a JSON object, e.g. \'{"base_dim": 32}\'')
+    return value
+
+
+def known_names() -> list[str]:
+    """Every model name shapetrace knows: ours and torchvision's."""
+    from shapetrace.zoo import ZOO
+
+    return sorted(set(ZOO) | set(torchvision_names()))
+
+
+def resolve(spec: str, model_args: dict[str, Any] | None = None) -> ModelSource:
+    """Turn a model spec into a ModelSource, or raise UsageError with the closest names."""
+    model_args = dict(model_args or {})
+    if ":" in spec and not spec.startswith(":"):
+        return _user_source(spec, model_args)
+    from shapetrace.zoo import ZOO
+
+    if spec in ZOO:
+        _check_signature(spec, ZOO[spec], model_args)
+        return ModelSource(
+            spec, ZOO[spec], model_args, [TensorSpec((1, 3, 224, 224))], family="zoo"
+        )
+    families = torchvision_names()
+    if spec in families:
+        family = families[spec]
+        builder = _torchvision_builder(spec, family)
+        return ModelSource(
+            spec, builder, model_args, _torchvision_default_inputs(spec, family), family
+        )
+    if spec.endswith(".py"):
+        raise UsageError(f"{spec}: name the model class or factory, e.g. {spec}:Net")
+    close = difflib.get_close_matches(spec, sorted(set(ZOO) | set(families)), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UsageError(f"unknown model '{spec}'{hint} (see `shapetrace --list-models`)")
