@@ -81,9 +81,9 @@ def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
     """One line naming the construct fx could not trace, where, and what to do."""
     text = str(failure.cause).strip().splitlines()[0] if str(failure.cause).strip() else ""
     where = f"in {failure.site} ({failure.module_type})" if failure.site else "in forward()"
-    if "control flow" in text or "iterate" in text or "Proxy" in text and "bool" in text:
+    if "control flow" in text or "iterate" in text or ("Proxy" in text and "bool" in text):
         construct = "Python control flow that depends on a tensor's value"
-    elif "len(" in text or "len" in text and "Proxy" in text:
+    elif "len(" in text or ("len" in text and "Proxy" in text):
         construct = "len() of a tensor"
     else:
         construct = f"{type(failure.cause).__name__}: {text}"
@@ -143,9 +143,7 @@ def _raw_specs(input_shape: InputLike) -> list[TensorSpec]:
     return specs
 
 
-def _meta_inputs(
-    capture: Capture, specs: list[TensorSpec]
-) -> tuple[list[Any], list[str]]:
+def _meta_inputs(capture: Capture, specs: list[TensorSpec]) -> tuple[list[Any], list[str]]:
     """Meta tensors for the graph's placeholders, positional first, then by keyword."""
     placeholders = [n for n in capture.nodes() if n.op == "placeholder"]
     positional = [s for s in specs if s.name is None]
@@ -161,8 +159,9 @@ def _meta_inputs(
                 f"the model's forward takes '{node.target}' too: add it to --input "
                 f"(e.g. --input ...,{node.target}=1x16)"
             )
-        values.append(torch.empty(spec.dims, dtype=getattr(torch, spec.dtype or "float32"),
-                                  device="meta"))
+        values.append(
+            torch.empty(spec.dims, dtype=getattr(torch, spec.dtype or "float32"), device="meta")
+        )
     if len(positional) > len(placeholders):
         raise UsageError(
             f"--input gives {len(positional)} tensors but the model's forward takes "

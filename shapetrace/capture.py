@@ -164,9 +164,7 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
             names[new] = tracer.names[old]
             sites[new] = tracer.sites[old]
     old_to_new = dict(zip(graph.nodes, graph_module.graph.nodes, strict=True))
-    outputs = {
-        site: _map_nodes(out, old_to_new) for site, out in tracer.module_outputs.items()
-    }
+    outputs = {site: _map_nodes(out, old_to_new) for site, out in tracer.module_outputs.items()}
     return Capture(
         graph_module=graph_module,
         names=names,

@@ -80,9 +80,7 @@ def _parse_one(part: str, whole: str) -> TensorSpec:
     return TensorSpec(dims=dims, dtype=dtype, name=name)
 
 
-def complete(
-    spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = None
-) -> TensorSpec:
+def complete(spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = None) -> TensorSpec:
     """Fill the leading dimensions of a shorthand from the model's first layer."""
     dims = spec.dims
     k = len(dims)

@@ -169,7 +169,9 @@ class Report:
         """Rebuild a Report from `to_dict()` output; unknown keys are ignored."""
         schema = data.get("schema")
         if schema != SCHEMA:
-            raise ValueError(f"unsupported report schema {schema!r} (this shapetrace reads {SCHEMA})")
+            raise ValueError(
+                f"unsupported report schema {schema!r} (this shapetrace reads {SCHEMA})"
+            )
         node_keys = {f.name for f in fields(Node)}
         module_keys = {f.name for f in fields(Module)}
         failure = data.get("failure")

@@ -48,9 +48,7 @@ class ModelSource:
                 f"{self.spec}: the constructor raised {type(exc).__name__}: {_first_line(exc)}"
             ) from exc
         if not isinstance(model, nn.Module):
-            raise UsageError(
-                f"{self.spec} returned {type(model).__name__}, not a torch.nn.Module"
-            )
+            raise UsageError(f"{self.spec} returned {type(model).__name__}, not a torch.nn.Module")
         return model
 
 
@@ -233,9 +231,11 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--model-args is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+        raise UsageError(
+            f"--model-args is not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from exc
     if not isinstance(value, dict):
-        raise UsageError('--model-args must be a JSON object, e.g. \'{"base_dim": 32}\'')
+        raise UsageError("--model-args must be a JSON object, e.g. '{\"base_dim\": 32}'")
     return value
 
 

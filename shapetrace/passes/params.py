@@ -43,10 +43,7 @@ def _live(model: nn.Module, called: set[int], used: set[int]) -> set[int]:
     live: set[int] = set()
 
     def visit(module: nn.Module) -> bool:
-        alive = id(module) in called or any(
-            id(t) in used
-            for t in _own_tensors(module)
-        )
+        alive = id(module) in called or any(id(t) in used for t in _own_tensors(module))
         for child in module.children():
             alive = visit(child) or alive
         if alive:

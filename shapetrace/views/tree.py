@@ -1,0 +1,183 @@
+"""The hierarchical rows every view shows: module groups, nodes, and modules collapsed by depth.
+
+Depth counts path components: `layer4` is depth 1, `layer4.2` depth 2, `layer4.2.conv1` depth 3.
+With `depth=N`, modules at depth N become single rows (their output shape and summed
+parameters); modules above that are group headers with their nodes inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shapetrace.report import Module, Node, Report, format_shape
+
+OK, FAILED, NOT_REACHED = "ok", "failed", "not_reached"
+
+
+@dataclass
+class Row:
+    """One line of a table, a box of a diagram, one entry of the TUI."""
+
+    kind: str  # "group" (module header), "node", or "collapsed" (module shown as one row)
+    name: str  # node name, or module path
+    level: int  # indentation level
+    type: str
+    shape: Any
+    params: int
+    status: str
+    node: Node | None = None
+    module: Module | None = None
+    members: tuple[str, ...] = ()  # node names a group or collapsed row stands for
+
+    @property
+    def rf(self) -> dict[str, Any] | None:
+        source = self.node if self.node is not None else self.module
+        return source.rf if source is not None else None
+
+    @property
+    def depends_on_input(self) -> str | None:
+        source = self.node if self.node is not None else self.module
+        return source.depends_on_input if source is not None else None
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def enclosing_modules(report: Report, node: Node) -> list[str]:
+    """Module paths that contain `node`, outermost first (its own module for function calls)."""
+    if not node.module:
+        return []
+    known = _module_index(report)
+    chain = _prefixes(node.module)
+    if node.op == "call_module":
+        chain = chain[:-1]
+    return [p for p in chain if p in known]
+
+
+_INDEX_CACHE: dict[int, dict[str, Module]] = {}
+
+
+def _module_index(report: Report) -> dict[str, Module]:
+    key = id(report)
+    cached = _INDEX_CACHE.get(key)
+    if cached is None or len(cached) != len(report.modules):
+        cached = {m.path: m for m in report.modules}
+        _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = cached
+    return cached
+
+
+def node_status(report: Report, node: Node) -> str:
+    """ok, failed (the breaking node), or not_reached (after the break)."""
+    if report.failure is None:
+        return OK
+    if node.name == report.failure.node:
+        return FAILED
+    if node.shape is None and node.value is None and node.op != "placeholder":
+        return NOT_REACHED
+    return OK
+
+
+def build_rows(report: Report, depth: int | None = None) -> list[Row]:
+    """Rows in graph order; `depth=None` expands everything."""
+    modules = _module_index(report)
+    rows: list[Row] = []
+    stack: list[str] = []
+    collapsed: Row | None = None
+    for node in report.nodes:
+        status = node_status(report, node)
+        chain = enclosing_modules(report, node)
+        own_depth = len(node.module.split(".")) if node.module and node.op == "call_module" else 0
+        if depth is not None:
+            cut = [p for p in chain if len(p.split(".")) <= depth]
+            target = cut[-1] if cut and len(cut[-1].split(".")) == depth else None
+            if target is None and own_depth > depth:
+                target = ".".join(node.module.split(".")[:depth]) if node.module else None
+            groups = [p for p in cut if p != target]
+        else:
+            target, groups = None, chain
+        # Close groups the node is not in, open the ones it is.
+        common = 0
+        while common < min(len(stack), len(groups)) and stack[common] == groups[common]:
+            common += 1
+        if common < len(stack):
+            collapsed = None
+        del stack[common:]
+        for path in groups[common:]:
+            module = modules[path]
+            rows.append(
+                Row(
+                    "group",
+                    path,
+                    len(stack),
+                    module.type,
+                    module.shape,
+                    module.params,
+                    OK,
+                    module=module,
+                )
+            )
+            stack.append(path)
+            collapsed = None
+        if target is not None and target in modules:
+            if collapsed is None or collapsed.name != target:
+                module = modules[target]
+                collapsed = Row(
+                    "collapsed",
+                    target,
+                    len(stack),
+                    module.type,
+                    module.shape,
+                    module.params,
+                    status,
+                    module=module,
+                )
+                rows.append(collapsed)
+            collapsed.members += (node.name,)
+            if status == FAILED or (
+                status == NOT_REACHED and collapsed.status == OK and len(collapsed.members) == 1
+            ):
+                collapsed.status = status
+            continue
+        collapsed = None
+        rows.append(
+            Row(
+                "node", node.name, len(stack), node.type, node.shape, node.params, status, node=node
+            )
+        )
+    _mark_groups(rows, report)
+    return rows
+
+
+def _mark_groups(rows: list[Row], report: Report) -> None:
+    """A group containing the break is failed; one whose nodes were all skipped is not reached."""
+    if report.failure is None:
+        return
+    for i, row in enumerate(rows):
+        if row.kind != "group":
+            continue
+        inner = []
+        for later in rows[i + 1 :]:
+            if later.level <= row.level:
+                break
+            inner.append(later)
+        statuses = {r.status for r in inner if r.kind != "group"}
+        if FAILED in statuses:
+            row.status = FAILED
+        elif statuses == {NOT_REACHED}:
+            row.status = NOT_REACHED
+
+
+def format_params(count: int) -> str:
+    """1234567 -> 1,234,567; 0 -> -."""
+    return f"{count:,}" if count else "-"
+
+
+def shape_text(row: Row) -> str:
+    """The output shape, or `= value` for nodes that compute a number (`size()`)."""
+    if row.shape is None and row.node is not None and row.node.value is not None:
+        return f"= {row.node.value}"
+    return format_shape(row.shape)
