@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,11 +39,14 @@ def analyze(
     or a list of those for several inputs; None means the model's usual input.
     A model that breaks at this input still yields a Report, with `report.failure` set.
     """
-    source, model = _model(model_or_name, model_args)
-    model.train(train)
-    capture = _capture(model, source.spec)
-    specs = _input_specs(input_shape, source, capture)
-    return run_passes(model, capture, specs, source, train)
+    with warnings.catch_warnings():
+        # Builders warn about weight initialisation and deprecations that do not concern shapes.
+        warnings.simplefilter("ignore")
+        source, model = _model(model_or_name, model_args)
+        model.train(train)
+        capture = _capture(model, source.spec)
+        specs = _input_specs(input_shape, source, capture)
+        return run_passes(model, capture, specs, source, train)
 
 
 def _model(

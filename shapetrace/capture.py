@@ -21,6 +21,22 @@ from torch import fx, nn
 
 _FX_SUFFIX = re.compile(r"^(.+)_[0-9]+$")
 
+# torchvision's basic layers, kept whole as torch.nn's are; its composite blocks
+# (Conv2dNormActivation, SqueezeExcitation, MLP, FeaturePyramidNetwork) are traced through.
+_TORCHVISION_LEAVES: tuple[type[nn.Module], ...] = (
+    torchvision.ops.StochasticDepth,
+    torchvision.ops.FrozenBatchNorm2d,
+    torchvision.ops.DropBlock2d,
+    torchvision.ops.DropBlock3d,
+    torchvision.ops.DeformConv2d,
+    torchvision.ops.RoIAlign,
+    torchvision.ops.RoIPool,
+    torchvision.ops.PSRoIAlign,
+    torchvision.ops.PSRoIPool,
+    torchvision.ops.MultiScaleRoIAlign,
+    torchvision.ops.Permute,
+)
+
 
 @dataclass
 class Capture:
@@ -68,6 +84,9 @@ class _NamingTracer(fx.Tracer):
         self.called: set[int] = {id(root)}
         self.used_tensors: set[int] = set()
 
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _TORCHVISION_LEAVES) or super().is_leaf_module(m, module_qualified_name)
+
     def _site_of(self, module: nn.Module, name: str) -> str:
         # The call site: where the calling module holds this child, if it holds it directly.
         for child_name, child in self._scope_module._modules.items():
@@ -100,7 +119,7 @@ class _NamingTracer(fx.Tracer):
             self.used_tensors.add(id(attr_val))
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
-    def create_proxy(  # type: ignore[override]
+    def create_node(  # type: ignore[override]
         self,
         kind: str,
         target: Any,
@@ -108,18 +127,18 @@ class _NamingTracer(fx.Tracer):
         kwargs: dict[str, Any],
         name: str | None = None,
         type_expr: Any = None,
-        *rest: Any,
-        **more: Any,
-    ) -> fx.Proxy:
-        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest, **more)
-        node = proxy.node
+    ) -> fx.Node:
+        # Every node, including tensor constants that fx adds without a proxy, gets a name.
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if kind == "output":
+            return node
         if kind == "get_attr" and isinstance(target, str):
             tensor = _lookup(self.root, target)
             if isinstance(tensor, torch.Tensor):
                 self.used_tensors.add(id(tensor))
         self.names[node] = self._qualname(node)
         self.sites[node] = self._scope_site
-        return proxy
+        return node
 
     def _qualname(self, node: fx.Node) -> str:
         if node.op == "call_module":
@@ -139,12 +158,18 @@ class _NamingTracer(fx.Tracer):
 
 
 def _lookup(root: nn.Module, target: str) -> Any:
-    obj: Any = root
-    for part in target.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
+    # Plain dict lookups: getattr on a module is patched while tracing and would recurse.
+    *owners, attr = target.split(".")
+    module: Any = root
+    for part in owners:
+        module = module._modules.get(part) if isinstance(module, nn.Module) else None
+        if module is None:
             return None
-    return obj
+    for store in ("_parameters", "_buffers"):
+        found = getattr(module, store, {}).get(attr)
+        if found is not None:
+            return found
+    return vars(module).get(attr)
 
 
 def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capture:

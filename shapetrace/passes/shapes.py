@@ -66,11 +66,25 @@ class _ShapeInterpreter(fx.Interpreter):
         super().__init__(module, garbage_collect_values=False)
         self.out = out
 
+    def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # fx hands over immutable containers; wrapped user functions may mutate their arguments.
+        return target(*_mutable(args), **_mutable(kwargs))
+
     def run_node(self, n: fx.Node) -> Any:
         value = super().run_node(n)
         self.out.results[n] = summarize(value)
         self.out.values[n] = value
         return value
+
+
+def _mutable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_mutable(v) for v in value)
+    if isinstance(value, list):
+        return [_mutable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    return value
 
 
 def propagate(
