@@ -84,7 +84,11 @@ def _capture(model: nn.Module, spec: str) -> Capture:
 def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
     """One line naming the construct fx could not trace, where, and what to do."""
     text = str(failure.cause).strip().splitlines()[0] if str(failure.cause).strip() else ""
-    where = f"in {failure.site} ({failure.module_type})" if failure.site else "in forward()"
+    where = (
+        f"in {failure.site} ({failure.module_type})"
+        if failure.site
+        else f"in {failure.module_type}.forward()"
+    )
     if "control flow" in text or "iterate" in text or ("Proxy" in text and "bool" in text):
         construct = "Python control flow that depends on a tensor's value"
     elif "len(" in text or ("len" in text and "Proxy" in text):

@@ -71,7 +71,8 @@ class TraceFailure(Exception):
 
 class _NamingTracer(fx.Tracer):
     def __init__(self, root: nn.Module) -> None:
-        super().__init__(autowrap_modules=(math, torchvision.ops))
+        autowrap: Any = (math, torchvision.ops)  # torchvision.ops functions stay single nodes
+        super().__init__(autowrap_modules=autowrap)
         self._scope_name = ""
         self._scope_site = ""
         self._scope_module: nn.Module = root
@@ -83,9 +84,12 @@ class _NamingTracer(fx.Tracer):
         self.module_outputs: dict[str, Any] = {}
         self.called: set[int] = {id(root)}
         self.used_tensors: set[int] = set()
+        self.failed_at: tuple[str, str] | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, _TORCHVISION_LEAVES) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, _TORCHVISION_LEAVES) or super().is_leaf_module(
+            m, module_qualified_name
+        )
 
     def _site_of(self, module: nn.Module, name: str) -> str:
         # The call site: where the calling module holds this child, if it holds it directly.
@@ -111,6 +115,10 @@ class _NamingTracer(fx.Tracer):
                 out = forward(*args, **kwargs)
             self.module_outputs[site] = out
             return out
+        except Exception:
+            if self.failed_at is None:  # the innermost module, where the trace broke
+                self.failed_at = (site, type(m).__name__)
+            raise
         finally:
             self._scope_name, self._scope_site, self._scope_module = saved
 
@@ -154,7 +162,7 @@ class _NamingTracer(fx.Tracer):
 
     @property
     def where(self) -> tuple[str, str]:
-        return self._scope_site, type(self._scope_module).__name__
+        return self.failed_at or ("", type(self.root).__name__)
 
 
 def _lookup(root: nn.Module, target: str) -> Any:

@@ -11,8 +11,18 @@ from dataclasses import dataclass
 
 from shapetrace.errors import UsageError
 
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8")
-DTYPES += ("bool",)
+DTYPES: tuple[str, ...] = (
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
 _DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64"}
 _DIMS = re.compile(r"^[0-9]+(x[0-9]+)*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

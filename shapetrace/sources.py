@@ -1,4 +1,4 @@
-"""Resolve a model spec to a builder: a torchvision name, one of ours, `file.py:Name`, `pkg.mod:Name`.
+"""Resolve a model spec: a torchvision name, one of ours, `file.py:Name`, `pkg.mod:Name`.
 
 Models are built with random weights on the meta device, so nothing is downloaded or
 initialised; builders that cannot run on meta get their parameters moved there as they are
@@ -79,8 +79,8 @@ def _parameters_on_meta() -> Iterator[None]:
             tensor = tensor.to("meta")
         register_buffer(module, name, tensor, persistent=persistent)
 
-    nn.Module.register_parameter = on_meta_parameter  # type: ignore[method-assign]
-    nn.Module.register_buffer = on_meta_buffer  # type: ignore[method-assign]
+    nn.Module.register_parameter = on_meta_parameter  # type: ignore[method-assign,assignment]
+    nn.Module.register_buffer = on_meta_buffer  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

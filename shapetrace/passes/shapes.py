@@ -159,9 +159,13 @@ def explain(name: str, module: nn.Module | None, args: list[Any], exc: BaseExcep
     """The cause of a break in plain words, from the module and the shapes it received."""
     first = args[0] if args else None
     text = _first_line(exc)
-    if isinstance(module, nn.Linear) and isinstance(first, torch.Tensor) and first.dim() >= 1:
-        if first.shape[-1] != module.in_features:
-            return f"{name}: {describe_module(module)} received {first.shape[-1]} features"
+    if (
+        isinstance(module, nn.Linear)
+        and isinstance(first, torch.Tensor)
+        and first.dim() >= 1
+        and first.shape[-1] != module.in_features
+    ):
+        return f"{name}: {describe_module(module)} received {first.shape[-1]} features"
     if isinstance(module, nn.modules.conv._ConvNd) and isinstance(first, torch.Tensor):
         rank = len(module.kernel_size)
         if first.dim() not in (rank + 1, rank + 2):
@@ -176,12 +180,16 @@ def explain(name: str, module: nn.Module | None, args: list[Any], exc: BaseExcep
                 f"{name}: {type(module).__name__} expects {module.in_channels} input channels, "
                 f"got {channels} (input {tuple(first.shape)})"
             )
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and isinstance(first, torch.Tensor):
-        if first.dim() >= 2 and first.shape[1] != module.num_features:
-            return (
-                f"{name}: {type(module).__name__} expects {module.num_features} channels, "
-                f"got {first.shape[1]}"
-            )
+    if (
+        isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and isinstance(first, torch.Tensor)
+        and first.dim() >= 2
+        and first.shape[1] != module.num_features
+    ):
+        return (
+            f"{name}: {type(module).__name__} expects {module.num_features} channels, "
+            f"got {first.shape[1]}"
+        )
     too_small = re.search(r"[Oo]utput size is too small|Kernel size can't be greater", text)
     if too_small and isinstance(first, torch.Tensor) and module is not None:
         spatial = "x".join(str(d) for d in first.shape[2:])

@@ -68,10 +68,12 @@ def render(
     width: int | None = None,
 ) -> None:
     """Print the table, totals and diagnosis. Colour follows the terminal and NO_COLOR."""
+    plain = color is False
     console = Console(
         file=file,
-        no_color=None if color is None else not color,
-        force_terminal=color if color else None,
+        color_system=None if plain else "auto",
+        force_terminal=False if plain else None,
+        no_color=plain,
         width=width,
         highlight=False,
     )

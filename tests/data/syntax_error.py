@@ -1,0 +1,4 @@
+import torch
+
+class Net(torch.nn.Module)
+    pass

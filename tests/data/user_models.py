@@ -1,0 +1,87 @@
+"""Models a user might write, for the source and CLI tests."""
+
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """LeNet-like: a hard-coded view before the classifier."""
+
+    def __init__(self, width: int = 6, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(width, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = x.view(-1, 16 * 5 * 5)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def make_tiny(width: int = 6) -> nn.Module:
+    """A factory function, as users often write."""
+    return TinyNet(width=width)
+
+
+class Seq1d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class TokenModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(1000, 32)
+        self.out = nn.Linear(32, 1000)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(ids))
+
+
+class Branchy(nn.Module):
+    """Python control flow on a tensor's value: fx cannot trace this."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gate(x)
+        if y.sum() > 0:
+            return y
+        return -y
+
+
+class WrapsBranchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Branchy()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + 1
+
+
+class Raises(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        raise ValueError("broken constructor")
+
+
+class KeywordInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * mask
+
+
+NOT_A_MODEL = 42

@@ -1,0 +1,50 @@
+"""The Report is plain data: JSON round trip, schema, and the JSON Schema in docs/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import shapetrace
+from shapetrace.report import Report
+
+SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "schema.json").read_text())
+
+
+@pytest.mark.parametrize(("model", "size"), [("resnet50", "448"), ("codereview_resnet50", "448")])
+def test_report_round_trips_through_json_and_matches_the_schema(model: str, size: str) -> None:
+    report = shapetrace.analyze(model, size)
+    data = json.loads(report.to_json())
+    jsonschema.validate(data, SCHEMA)
+    again = Report.from_json(report.to_json())
+    assert again.to_dict() == data
+    assert data["schema"] == 1
+    assert data["source"]["model"] == model and data["source"]["trace"] == "fx"
+    assert set(data["source"]["versions"]) >= {"shapetrace", "torch", "torchvision"}
+
+
+def test_failure_record_names_the_node_and_its_input() -> None:
+    data = json.loads(shapetrace.analyze("codereview_resnet50", "1x3x448x448").to_json())
+    assert data["failure"] == {
+        "node": "fc_layer",
+        "module": "fc_layer",
+        "type": "Linear",
+        "input_shapes": [[1, 131072]],
+        "message": "fc_layer: Linear(2048 -> 2) received 131072 features",
+    }
+    names = [n["name"] for n in data["nodes"]]
+    assert names[-3:] == ["size", "view", "fc_layer"]
+    by_name = {n["name"]: n for n in data["nodes"]}
+    assert by_name["view"]["shape"] == [1, 131072]
+    assert by_name["size"]["shape"] is None and by_name["size"]["value"] == 1
+    assert by_name["fc_layer"]["shape"] is None
+
+
+def test_other_schema_numbers_are_refused() -> None:
+    data = json.loads(shapetrace.analyze("alexnet", "224").to_json())
+    data["schema"] = 2
+    with pytest.raises(ValueError, match="schema"):
+        Report.from_dict(data)
