@@ -118,7 +118,10 @@ def torchvision_names() -> dict[str, str]:
 def _torchvision_default_inputs(name: str, family: str) -> list[TensorSpec]:
     from torchvision.models import get_model_weights
 
-    weights = get_model_weights(name).DEFAULT  # metadata only: nothing is downloaded
+    # Metadata only: nothing is downloaded. Of several weights, the smallest crop is the one a
+    # freshly built model expects (vit_h_14 is built for 224; only its SWAG weights use 518).
+    variants = list(get_model_weights(name))
+    weights = min(variants, key=lambda w: _crop_of(w) or 10**6)
     keywords = getattr(weights.transforms, "keywords", {}) or {}
     crop = keywords.get("crop_size")
     if family == "optical_flow":
@@ -136,6 +139,11 @@ def _torchvision_default_inputs(name: str, family: str) -> list[TensorSpec]:
         return [TensorSpec((1, 3, frames, h, w))]
     size = crop[0] if isinstance(crop, (tuple, list)) else (crop or 224)
     return [TensorSpec((1, 3, size, size))]
+
+
+def _crop_of(weights: Any) -> int | None:
+    crop = (getattr(weights.transforms, "keywords", {}) or {}).get("crop_size")
+    return crop[0] if isinstance(crop, (tuple, list)) else crop
 
 
 def _torchvision_builder(name: str, family: str) -> Callable[..., Any]:

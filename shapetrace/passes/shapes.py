@@ -113,9 +113,21 @@ def propagate(
                 module=sites.get(failed),
                 type=type(module).__name__ if module is not None else op_label(failed),
                 input_shapes=[summarize(a).shape for a in args],
-                message=explain(name, module, args, exc),
+                message=_resolve_proxies(explain(name, module, args, exc), gm, out),
             )
     return out
+
+
+def _resolve_proxies(message: str, gm: fx.GraphModule, out: ShapeResult) -> str:
+    """Messages formatted while tracing show `Proxy(getitem_2)`; show the value it had."""
+    by_name = {node.name: node for node in gm.graph.nodes}
+
+    def value_of(match: re.Match[str]) -> str:
+        node = by_name.get(match.group(1))
+        value = out.values.get(node) if node is not None else None
+        return str(value) if isinstance(value, (int, float, bool)) else match.group(0)
+
+    return re.sub(r"Proxy\(([A-Za-z0-9_]+)\)", value_of, message)
 
 
 def _first_unfinished(gm: fx.GraphModule, out: ShapeResult) -> fx.Node | None:
