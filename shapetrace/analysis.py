@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import operator
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,12 +14,13 @@ from torch import fx, nn
 
 from shapetrace import __version__
 from shapetrace.capture import Capture, TraceFailure, called_modules, trace
+from shapetrace.capture_hooks import HookCapture, hook_run
 from shapetrace.errors import CannotAnalyse, UsageError
 from shapetrace.inputs import FirstLayer, TensorSpec, complete, parse
 from shapetrace.passes import PassContext, cost, receptive, sizing
 from shapetrace.passes import params as params_pass
 from shapetrace.passes.shapes import ShapeResult, op_label, propagate, summarize
-from shapetrace.report import Module, Node, Report
+from shapetrace.report import Failure, Module, Node, Report
 from shapetrace.sources import ModelSource, resolve
 
 InputLike = str | Sequence[int] | Sequence[str | Sequence[int] | TensorSpec] | TensorSpec | None
@@ -44,8 +46,11 @@ def analyze(
         warnings.simplefilter("ignore")
         source, model = _model(model_or_name, model_args)
         model.train(train)
-        capture = _capture(model, source.spec)
-        specs = _input_specs(input_shape, source, capture)
+        try:
+            capture = trace(model)
+        except TraceFailure as failure:
+            return _analyze_with_hooks(model, source, input_shape, failure, train)
+        specs = _input_specs(input_shape, source, _first_layer_in_graph(capture))
         return run_passes(model, capture, specs, source, train)
 
 
@@ -74,11 +79,9 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _capture(model: nn.Module, spec: str) -> Capture:
-    try:
-        return trace(model)
-    except TraceFailure as failure:
-        raise CannotAnalyse(diagnose_trace_failure(spec, failure)) from failure
+def _is_control_flow(failure: TraceFailure) -> bool:
+    text = str(failure.cause)
+    return "control flow" in text or ("Proxy" in text and "bool" in text) or "iterate" in text
 
 
 def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
@@ -89,10 +92,8 @@ def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
         if failure.site
         else f"in {failure.module_type}.forward()"
     )
-    if "control flow" in text or "iterate" in text or ("Proxy" in text and "bool" in text):
+    if _is_control_flow(failure):
         construct = "Python control flow that depends on a tensor's value"
-    elif "len(" in text or ("len" in text and "Proxy" in text):
-        construct = "len() of a tensor"
     else:
         construct = f"{type(failure.cause).__name__}: {text}"
     return (
@@ -104,13 +105,9 @@ def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
 # -- inputs -------------------------------------------------------------------------------
 
 
-def first_layer(capture: Capture) -> FirstLayer:
-    """What the first parameterised layer in graph order expects."""
-    gm = capture.graph_module
-    for node in capture.nodes():
-        if node.op != "call_module":
-            continue
-        module = gm.get_submodule(str(node.target))
+def first_layer(modules: Iterable[nn.Module]) -> FirstLayer:
+    """What the first parameterised layer expects, from modules in the order they run."""
+    for module in modules:
         if isinstance(module, nn.modules.conv._ConvNd):
             return FirstLayer("conv", module.in_channels, len(module.kernel_size))
         if isinstance(module, nn.Embedding):
@@ -120,14 +117,22 @@ def first_layer(capture: Capture) -> FirstLayer:
     return FirstLayer("unknown")
 
 
-def _input_specs(input_shape: InputLike, source: ModelSource, capture: Capture) -> list[TensorSpec]:
+def _first_layer_in_graph(capture: Capture) -> FirstLayer:
+    gm = capture.graph_module
+    return first_layer(
+        gm.get_submodule(str(n.target)) for n in capture.nodes() if n.op == "call_module"
+    )
+
+
+def _input_specs(
+    input_shape: InputLike, source: ModelSource, first: FirstLayer
+) -> list[TensorSpec]:
     raw = _raw_specs(input_shape)
     defaults = source.default_inputs or []
     if not raw:
         if not defaults:
             raise UsageError(f"{source.spec}: --input is required for a model of your own")
         return list(defaults)
-    first = first_layer(capture)
     specs = []
     for i, spec in enumerate(raw):
         default = defaults[i] if i < len(defaults) else None
@@ -177,7 +182,7 @@ def _meta_inputs(capture: Capture, specs: list[TensorSpec]) -> tuple[list[Any], 
         )
     if keyword:
         raise UsageError(f"the model's forward has no argument '{next(iter(keyword))}'")
-    return values, [str(s) for s in specs]
+    return values
 
 
 # -- passes -------------------------------------------------------------------------------
@@ -191,21 +196,13 @@ def run_passes(
     train: bool,
 ) -> Report:
     """Run every pass over a captured model and assemble the Report."""
-    values, spec_texts = _meta_inputs(capture, specs)
+    values = _meta_inputs(capture, specs)
     shapes = propagate(capture.graph_module, values, capture.names, capture.sites)
     nodes = _nodes(capture, shapes)
     modules = _modules(model, capture, shapes)
     dead, train_only = _unused(model, capture, train)
     report = Report(
-        source={
-            "model": source.spec,
-            "model_args": source.kwargs,
-            "input": spec_texts,
-            "mode": "train" if train else "eval",
-            "trace": capture.method,
-            "family": source.family,
-            "versions": _versions(),
-        },
+        source=_source_record(source, specs, train, capture.method),
         model=source.spec,
         input=list(specs[0].dims) if specs else [],
         nodes=nodes,
@@ -219,6 +216,20 @@ def run_passes(
     for analysis_pass in (receptive.run, sizing.run, cost.run):
         analysis_pass(context)
     return report
+
+
+def _source_record(
+    source: ModelSource, specs: list[TensorSpec], train: bool, method: str
+) -> dict[str, Any]:
+    return {
+        "model": source.spec,
+        "model_args": source.kwargs,
+        "input": [str(s) for s in specs],
+        "mode": "train" if train else "eval",
+        "trace": method,
+        "family": source.family,
+        "versions": _versions(),
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -281,6 +292,16 @@ def _output_shape(value: Any, shapes: ShapeResult) -> Any:
 
 
 def _modules(model: nn.Module, capture: Capture, shapes: ShapeResult) -> list[Module]:
+    return _module_entries(
+        model,
+        capture.calls,
+        lambda path: _output_shape(capture.module_outputs.get(path), shapes),
+    )
+
+
+def _module_entries(
+    model: nn.Module, calls: Mapping[str, int], shape_of: Callable[[str], Any]
+) -> list[Module]:
     """Every module path: canonical `named_modules()` paths, plus call sites of shared ones."""
     entries: list[Module] = []
     seen: set[int] = set()
@@ -289,16 +310,16 @@ def _modules(model: nn.Module, capture: Capture, shapes: ShapeResult) -> list[Mo
             continue
         canonical = id(module) not in seen
         seen.add(id(module))
-        calls = capture.calls.get(path, 0)
-        if not canonical and calls == 0:
+        count = calls.get(path, 0)
+        if not canonical and count == 0:
             continue
         entries.append(
             Module(
                 path=path,
                 type=type(module).__name__,
                 params=params_pass.unique_params(module),
-                calls=calls,
-                shape=_output_shape(capture.module_outputs.get(path), shapes),
+                calls=count,
+                shape=shape_of(path) if count else None,
             )
         )
     return entries
@@ -321,6 +342,122 @@ def _unused(
     return (
         [params_pass.module_entry(p, m) for p, m in dead],
         [params_pass.module_entry(p, m) for p, m in train_only],
+    )
+
+
+# -- fallback: eager meta run with module hooks ----------------------------------------------
+
+
+def _analyze_with_hooks(
+    model: nn.Module,
+    source: ModelSource,
+    input_shape: InputLike,
+    failure: TraceFailure,
+    train: bool,
+) -> Report:
+    """Per-module shapes for a model fx cannot trace, or a one-line diagnosis."""
+    specs = _input_specs(input_shape, source, first_layer(model.modules()))
+    tensors = [_meta_tensor(s) for s in specs]
+    positional = [t for t, s in zip(tensors, specs, strict=True) if s.name is None]
+    keyword = {s.name: t for t, s in zip(tensors, specs, strict=True) if s.name is not None}
+    if source.family == "detection":
+        positional = [[image for p in positional for image in p.unbind(0)]]
+    hooks = hook_run(model, positional, keyword)
+    if not hooks.calls:
+        raise CannotAnalyse(diagnose_trace_failure(source.spec, failure))
+    nodes = _input_nodes(model, specs) + _hook_nodes(hooks)
+    report = Report(
+        source=_source_record(source, specs, train, "hooks"),
+        model=source.spec,
+        input=list(specs[0].dims) if specs else [],
+        nodes=nodes,
+        modules=_module_entries(
+            model,
+            hooks.module_calls,
+            lambda path: (
+                summarize(hooks.module_outputs[path]).shape
+                if path in hooks.module_outputs
+                else None
+            ),
+        ),
+        totals=params_pass.totals(model),
+    )
+    if hooks.error is not None:
+        report.failure = _hook_failure(hooks, nodes, failure)
+    return report
+
+
+def _meta_tensor(spec: TensorSpec) -> torch.Tensor:
+    return torch.empty(spec.dims, dtype=getattr(torch, spec.dtype or "float32"), device="meta")
+
+
+def _input_nodes(model: nn.Module, specs: list[TensorSpec]) -> list[Node]:
+    import inspect
+
+    try:
+        names = [p for p in inspect.signature(model.forward).parameters if p != "self"]
+    except (TypeError, ValueError):
+        names = []
+    nodes = []
+    for i, spec in enumerate(specs):
+        name = spec.name or (names[i] if i < len(names) else f"input_{i}")
+        nodes.append(
+            Node(name, "placeholder", name, None, "Input", [], list(spec.dims), spec.dtype)
+        )
+    return nodes
+
+
+def _hook_nodes(hooks: HookCapture) -> list[Node]:
+    nodes = []
+    for call in hooks.calls:
+        result = summarize(call.output) if call.output is not None else None
+        nodes.append(
+            Node(
+                name=call.name,
+                op="call_module",
+                target=call.target,
+                module=call.site or None,
+                type=type(call.module).__name__,
+                inputs=call.inputs,
+                shape=result.shape if result else None,
+                dtype=result.dtype if result else None,
+                params=params_pass.unique_params(call.module),
+            )
+        )
+    return nodes
+
+
+_VALUE_DEPENDENT = ("meta tensor", "data-dependent", "data-independent", "nonzero", "item()")
+
+
+def _hook_failure(hooks: HookCapture, nodes: list[Node], traced: TraceFailure) -> Failure:
+    """Where the eager meta run stopped: a value-dependent op we cannot follow (unsupported),
+    or a genuine rejection of the input."""
+    error = hooks.error
+    assert error is not None
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    where = hooks.failed_site or "forward"
+    kind = "rejected"
+    cause = text
+    if any(marker in text for marker in _VALUE_DEPENDENT):
+        kind = "unsupported"
+        op = re.search(r"(torch\.\w+\(\)|Tensor\.\w+\(\))", text)
+        op_text = op.group(1) if op else "an op"
+        if _is_control_flow(traced):
+            cause = f"Python control flow that depends on a tensor's value ({op_text})"
+        else:
+            cause = f"{op_text} depends on tensor values, which shapes alone cannot give"
+        cause += "; the modules before it are reported"
+    failing = next(
+        (n.name for n in nodes if n.module == hooks.failed_site and n.shape is None), where
+    )
+    return Failure(
+        node=failing,
+        module=hooks.failed_site or None,
+        type=hooks.failed_type,
+        input_shapes=[],
+        message=f"{where} ({hooks.failed_type}): {cause}",
+        kind=kind,
     )
 
 

@@ -38,6 +38,15 @@ _TORCHVISION_LEAVES: tuple[type[nn.Module], ...] = (
 )
 
 
+def is_basic_layer(module: nn.Module) -> bool:
+    """A layer kept whole: torch.nn's own modules (not containers) and torchvision's basic ops."""
+    if isinstance(module, _TORCHVISION_LEAVES):
+        return True
+    origin = type(module).__module__
+    in_torch_nn = origin.startswith(("torch.nn", "torch.ao.nn"))
+    return in_torch_nn and not isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+
+
 @dataclass
 class Capture:
     """A traced model: its graph, torchvision-style names, call sites and module calls."""

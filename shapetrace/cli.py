@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from shapetrace import __version__
-from shapetrace.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, ShapetraceError, UsageError
+from shapetrace.errors import (
+    EXIT_CANNOT_ANALYSE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_REJECTED,
+    ShapetraceError,
+    UsageError,
+)
 from shapetrace.report import Report
 
 SUBCOMMANDS = ("show", "check", "sweep", "diff")
@@ -254,6 +261,9 @@ def _emit(report: Report, args: argparse.Namespace, fmt: str) -> int:
         )
     else:
         _emit_text(report, args, fmt)
+    if report.failure is not None and report.failure.kind == "unsupported":
+        _say(f"shapetrace: cannot analyse {report.model} past {report.failure.message}")
+        return EXIT_CANNOT_ANALYSE
     if report.failure is not None:
         _say(
             f"shapetrace: {report.model} rejects input {_input_text(report)}: "

@@ -95,6 +95,7 @@ class Failure:
     type: str
     input_shapes: list[Any]
     message: str
+    kind: str = "rejected"  # or "unsupported": shapes alone cannot follow the model further
 
 
 @dataclass
@@ -139,6 +140,33 @@ class Report:
     def ok(self) -> bool:
         """True when the model runs at the analysed input."""
         return self.failure is None
+
+    # -- diagrams and notebooks ------------------------------------------------------------
+    def diagram(self, depth: int | None = None, **kw: Any) -> Any:
+        """The architecture diagram as a `graphviz.Digraph`, for further styling or rendering.
+
+        Keywords as `shapetrace.views.dot.diagram`: `rankdir`, `theme`.
+        """
+        from shapetrace.views.dot import diagram
+
+        return diagram(self, depth=depth, **kw)
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a report as its diagram; None when Graphviz's `dot` is missing."""
+        from shapetrace.errors import UsageError
+        from shapetrace.views.dot import diagram, render
+
+        try:
+            return render(diagram(self), "svg").decode("utf-8")
+        except UsageError:
+            return None
+
+    def _repr_markdown_(self) -> str | None:
+        """The Markdown table, only when `dot` is missing (Jupyter prefers Markdown to SVG)."""
+        from shapetrace.views.dot import dot_available
+        from shapetrace.views.markdown import render
+
+        return None if dot_available() else render(self)
 
     # -- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

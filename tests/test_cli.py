@@ -93,6 +93,7 @@ def test_depth_collapses_modules_into_rows_with_summed_params() -> None:
             "not valid JSON",
         ),
         ([f"{DATA / 'user_models.py'}:Branchy", "--input", "8"], 3, "control flow"),
+        ([f"{DATA / 'user_models.py'}:BranchyFirst", "--input", "8"], 3, "control flow"),
         ([f"{DATA / 'user_models.py'}:Raises", "--input", "8"], 3, "broken constructor"),
         (["show", "missing.json"], 2, "no such file"),
     ],

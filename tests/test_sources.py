@@ -55,7 +55,6 @@ def test_keyword_inputs_are_matched_by_name() -> None:
         (f"{MODELS}:NOT_A_MODEL", None, UsageError, "not an nn.Module"),
         (f"{MODELS}:TinyNet", {"depth": 3}, UsageError, "do not match"),
         (f"{MODELS}:Raises", None, CannotAnalyse, "broken constructor"),
-        (f"{MODELS}:Branchy", None, CannotAnalyse, "control flow"),
         ("no_such_package.models:Net", None, UsageError, "cannot import"),
     ],
 )
@@ -66,11 +65,25 @@ def test_bad_sources_fail_with_one_line(spec, args, error, text) -> None:
     assert text in message and "\n" not in message
 
 
-def test_untraceable_model_names_the_module() -> None:
+def test_value_dependent_control_flow_gives_a_partial_report_naming_the_module() -> None:
+    report = shapetrace.analyze(f"{MODELS}:Branchy", "1x3x8x8")
+    assert report.source["trace"] == "hooks"
+    assert report.node("gate").shape == [1, 3, 8, 8]
+    assert report.failure is not None and report.failure.kind == "unsupported"
+    assert report.failure.message.startswith(
+        "forward (Branchy): Python control flow that depends on a tensor's value"
+    )
+    nested = shapetrace.analyze(f"{MODELS}:WrapsBranchy", "1x3x8x8")
+    assert nested.failure is not None
+    assert nested.failure.message.startswith("inner (Branchy): Python control flow")
+
+
+def test_untraceable_model_that_also_fails_eagerly_is_diagnosed_in_one_line() -> None:
     with pytest.raises(CannotAnalyse) as info:
-        shapetrace.analyze(f"{MODELS}:Branchy", "1x3x8x8")
-    assert "Python control flow that depends on a tensor's value" in str(info.value)
-    assert "in Branchy.forward()" in str(info.value)
+        shapetrace.analyze(f"{MODELS}:BranchyFirst", "1x3x8x8")
+    message = str(info.value)
+    assert "torch.fx cannot trace Python control flow" in message
+    assert "in BranchyFirst.forward()" in message and "\n" not in message
 
 
 def test_user_models_need_an_input() -> None:
@@ -89,9 +102,3 @@ def test_live_module_is_left_untouched() -> None:
     assert report.node("fc2").shape == [1, 10]
     assert model.conv1.weight.device.type == "cpu"
     assert (model.conv1.weight == before).all()
-
-
-def test_untraceable_submodule_is_named_by_its_path() -> None:
-    with pytest.raises(CannotAnalyse) as info:
-        shapetrace.analyze(f"{MODELS}:WrapsBranchy", "1x3x8x8")
-    assert "in inner (Branchy)" in str(info.value)

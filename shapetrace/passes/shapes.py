@@ -58,6 +58,10 @@ def summarize(value: Any) -> NodeResult:
         return NodeResult(None, None, value)
     if isinstance(value, torch.dtype):
         return NodeResult(None, None, str(value).removeprefix("torch."))
+    fields = getattr(value, "__dict__", None)
+    if fields and any(isinstance(v, torch.Tensor) for v in fields.values()):
+        # A container object (torchvision's ImageList): show the tensors it holds.
+        return summarize({k: v for k, v in fields.items() if isinstance(v, torch.Tensor)})
     return NodeResult(None, None, None)
 
 

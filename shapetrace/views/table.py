@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import IO
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -33,7 +34,7 @@ def build_table(report: Report, depth: int | None = None) -> Table:
     show_rf = any(r.rf for r in rows)
     show_dep = any(r.depends_on_input for r in rows)
     table = Table(title=heading(report), title_justify="left", expand=False, pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
+    table.add_column("Layer", no_wrap=True, min_width=min(48, max(len(r.name) for r in rows) + 2))
     table.add_column("Type", no_wrap=True)
     table.add_column("Output shape", no_wrap=True)
     table.add_column("Params", justify="right", no_wrap=True)
@@ -77,7 +78,12 @@ def render(
         width=width,
         highlight=False,
     )
-    console.print(build_table(report, depth))
+    table = build_table(report, depth)
+    if width is None and not console.is_terminal:
+        # Piped or redirected: print the whole table rather than squeeze it into 80 columns.
+        natural = Measurement.get(console, console.options.update_width(10_000), table)
+        console.width = max(80, natural.maximum)
+    console.print(table)
     for line in totals_lines(report):
         console.print(line)
     for line in diagnosis_lines(report):

@@ -60,6 +60,19 @@ class Branchy(nn.Module):
         return -y
 
 
+class BranchyFirst(nn.Module):
+    """Branches on the input's values before any module runs: nothing to report per module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.gate(x)
+        return x
+
+
 class WrapsBranchy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
