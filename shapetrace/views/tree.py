@@ -137,6 +137,8 @@ def build_rows(report: Report, depth: int | None = None) -> list[Row]:
                 )
                 rows.append(collapsed)
             collapsed.members += (node.name,)
+            if collapsed.module is not None and collapsed.module.shape is None and node.shape:
+                collapsed.shape = node.shape  # containers never called (ModuleList): last output
             if status == FAILED or (
                 status == NOT_REACHED and collapsed.status == OK and len(collapsed.members) == 1
             ):

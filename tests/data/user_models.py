@@ -98,3 +98,42 @@ class KeywordInput(nn.Module):
 
 
 NOT_A_MODEL = 42
+
+
+class ReturnsDict(nn.Module):
+    """A forward that returns a dict holding a tensor and a plain number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.conv(x)
+        return {"features": y, "channels": y.shape[1]}
+
+
+class InPlace(nn.Module):
+    """In-place ops on activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        y.relu_()
+        y += 1
+        return y.mul_(2)
+
+
+class SharedBranches(nn.Module):
+    """One convolution used by two branches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Conv2d(3, 3, 3, padding=1)
+        self.left = nn.Sequential(self.shared, nn.ReLU())
+        self.right = nn.Sequential(nn.MaxPool2d(2), self.shared)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.left(x), self.right(x)
