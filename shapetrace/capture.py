@@ -194,10 +194,11 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
     tracer = _NamingTracer(model)
     try:
         graph = tracer.trace(model, concrete_args=concrete_args)
+        # Compiling the graph's code can fail too (module names fx cannot quote).
+        graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     except Exception as exc:
         site, module_type = tracer.where
         raise TraceFailure(exc, site, module_type) from exc
-    graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     # GraphModule copies the graph; map our names onto its nodes, which keep the same order.
     names: dict[fx.Node, str] = {}
     sites: dict[fx.Node, str] = {}

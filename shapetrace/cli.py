@@ -222,11 +222,17 @@ def _run_check(argv: list[str]) -> int:
     return EXIT_OK if all(r.accepted for r in results) else EXIT_REJECTED
 
 
+def _run_diff(argv: list[str]) -> int:
+    from shapetrace.diff_cli import run_diff
+
+    return run_diff(argv)
+
+
 def _not_yet(argv: list[str]) -> int:
     raise UsageError("this subcommand is not available yet")
 
 
-_COMMANDS = {"show": _run_show, "check": _run_check, "sweep": _not_yet, "diff": _not_yet}
+_COMMANDS = {"show": _run_show, "check": _run_check, "sweep": _not_yet, "diff": _run_diff}
 
 
 # -- output -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def test_failure_record_names_the_node_and_its_input() -> None:
         "type": "Linear",
         "input_shapes": [[1, 131072]],
         "message": "fc_layer: Linear(2048 -> 2) received 131072 features",
+        "kind": "rejected",
     }
     names = [n["name"] for n in data["nodes"]]
     assert names[-3:] == ["size", "view", "fc_layer"]

@@ -3,47 +3,45 @@
 from __future__ import annotations
 
 from shapetrace.report import Report
-from shapetrace.views.rf_text import format_rf
 from shapetrace.views.summary import diagnosis_lines, heading, totals_lines
-from shapetrace.views.tree import FAILED, NOT_REACHED, build_rows, format_params, shape_text
+from shapetrace.views.tree import FAILED, NOT_REACHED, Row, build_rows, cell_text, columns_for
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _emphasised(row: Row, key: str, text: str) -> bool:
+    """The breaking node's shape cell and bound nodes stand out."""
+    if key == "shape":
+        return row.status == FAILED and row.kind != "group"
+    return key == "dep" and text == "bound"
+
+
 def render(report: Report, depth: int | None = None) -> str:
     """The report as a Markdown document: heading, table, totals, diagnosis."""
     rows = build_rows(report, depth)
-    show_rf = any(r.rf for r in rows)
-    show_dep = any(r.depends_on_input for r in rows)
-    header = ["Layer", "Type", "Output shape", "Params"]
-    if show_rf:
-        header.append("RF size/stride")
-    if show_dep:
-        header.append("Input size")
-    lines = [f"### {_cell(heading(report))}", "", "| " + " | ".join(header) + " |"]
-    lines.append(
-        "|"
-        + "|".join(["---", "---", "---", "---:"] + ["---:"] * show_rf + ["---"] * show_dep)
-        + "|"
-    )
+    columns = columns_for(report, rows)
+    lines = [
+        f"### {_cell(heading(report))}",
+        "",
+        "| " + " | ".join(c.title for c in columns) + " |",
+        "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|",
+    ]
     for row in rows:
-        name = f"`{row.name}`"
-        if row.kind != "node":
-            name = f"**{name}**"
-        name = "\u2003" * row.level + name
-        shape = shape_text(row)
-        if row.status == NOT_REACHED:
-            shape = "*not reached*"
-        elif row.status == FAILED and row.kind != "group":
-            shape = "**breaks here**"
-        cells = [name, _cell(row.type), shape, format_params(row.params)]
-        if show_rf:
-            cells.append(format_rf(row.rf) if row.rf else "")
-        if show_dep:
-            dep = row.depends_on_input or ""
-            cells.append(f"**{dep}**" if dep == "bound" else dep)
+        cells = []
+        for column in columns:
+            text = _cell(cell_text(row, column.key))
+            if column.key == "name":
+                text = f"`{text}`" if row.kind == "node" else f"**`{text}`**"
+                text = "\u2003" * row.level + text
+            elif column.key == "shape" and row.status == NOT_REACHED:
+                text = f"*{text}*"
+            elif (column.key == "shape" and row.status == FAILED and row.kind != "group") or (
+                column.key == "dep" and text == "bound"
+            ):
+                text = f"**{text}**"
+            cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.extend(f"- {_cell(line)}" for line in totals_lines(report) + diagnosis_lines(report))

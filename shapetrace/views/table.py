@@ -10,9 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from shapetrace.report import Report
-from shapetrace.views.rf_text import format_rf
 from shapetrace.views.summary import diagnosis_lines, heading, totals_lines
-from shapetrace.views.tree import FAILED, NOT_REACHED, Row, build_rows, format_params, shape_text
+from shapetrace.views.tree import FAILED, NOT_REACHED, Row, build_rows, cell_text, columns_for
 
 _DEPENDENCE_STYLE = {"bound": "bold magenta", "scales": "cyan", "fixed": "green"}
 
@@ -31,32 +30,30 @@ def _name_cell(row: Row) -> Text:
 def build_table(report: Report, depth: int | None = None) -> Table:
     """A rich Table of the report's rows."""
     rows = build_rows(report, depth)
-    show_rf = any(r.rf for r in rows)
-    show_dep = any(r.depends_on_input for r in rows)
+    columns = columns_for(report, rows)
     table = Table(title=heading(report), title_justify="left", expand=False, pad_edge=False)
-    table.add_column("Layer", no_wrap=True, min_width=min(48, max(len(r.name) for r in rows) + 2))
-    table.add_column("Type", no_wrap=True)
-    table.add_column("Output shape", no_wrap=True)
-    table.add_column("Params", justify="right", no_wrap=True)
-    if show_rf:
-        table.add_column("RF size/stride", justify="right", no_wrap=True)
-    if show_dep:
-        table.add_column("Input size", no_wrap=True)
+    for column in columns:
+        table.add_column(
+            column.title,
+            justify="right" if column.numeric else "left",
+            no_wrap=True,
+            min_width=min(48, max(len(r.name) for r in rows) + 2) if column.key == "name" else None,
+        )
     for row in rows:
         style = None
         if row.status == FAILED:
             style = "bold red"
         elif row.status == NOT_REACHED:
             style = "dim"
-        shape = "not reached" if row.status == NOT_REACHED else shape_text(row)
-        if row.status == FAILED and row.kind != "group":
-            shape = "breaks here"
-        cells: list[Text | str] = [_name_cell(row), row.type, shape, format_params(row.params)]
-        if show_rf:
-            cells.append(format_rf(row.rf) if row.rf else "")
-        if show_dep:
-            dep = row.depends_on_input or ""
-            cells.append(Text(dep, style=_DEPENDENCE_STYLE.get(dep, "")))
+        cells: list[Text | str] = []
+        for column in columns:
+            text = cell_text(row, column.key)
+            if column.key == "name":
+                cells.append(_name_cell(row))
+            elif column.key == "dep":
+                cells.append(Text(text, style=_DEPENDENCE_STYLE.get(text, "")))
+            else:
+                cells.append(text)
         table.add_row(*cells, style=style)
     return table
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapetrace.report import Module, Node, Report, format_shape
+from shapetrace.views.rf_text import format_rf
 
 OK, FAILED, NOT_REACHED = "ok", "failed", "not_reached"
 
@@ -34,6 +35,11 @@ class Row:
     def rf(self) -> dict[str, Any] | None:
         source = self.node if self.node is not None else self.module
         return source.rf if source is not None else None
+
+    @property
+    def macs(self) -> int | None:
+        source = self.node if self.node is not None else self.module
+        return source.macs if source is not None else None
 
     @property
     def depends_on_input(self) -> str | None:
@@ -173,9 +179,66 @@ def _mark_groups(rows: list[Row], report: Report) -> None:
             row.status = NOT_REACHED
 
 
+def format_macs(macs: int | None) -> str:
+    """Multiply-accumulates, compact: 115.6M, 4.09G; `?` when the op has no formula."""
+    if macs is None:
+        return "?"
+    if macs == 0:
+        return "-"
+    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if macs >= size:
+            return f"{macs / size:.2f}{unit}"
+    return str(macs)
+
+
 def format_params(count: int) -> str:
     """1234567 -> 1,234,567; 0 -> -."""
     return f"{count:,}" if count else "-"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the table views: its key for `cell_text`, title, and alignment."""
+
+    key: str
+    title: str
+    numeric: bool = False
+
+
+def columns_for(report: Report, rows: list[Row]) -> list[Column]:
+    """The columns worth showing: the analyses that ran get theirs."""
+    columns = [Column("name", "Layer"), Column("type", "Type"), Column("shape", "Output shape")]
+    columns.append(Column("params", "Params", numeric=True))
+    if "macs" in report.totals:
+        columns.append(Column("macs", "MACs", numeric=True))
+    if any(r.rf for r in rows):
+        columns.append(Column("rf", "RF size/stride", numeric=True))
+    if any(r.depends_on_input for r in rows):
+        columns.append(Column("dep", "Input size"))
+    return columns
+
+
+def cell_text(row: Row, key: str) -> str:
+    """The plain text of one cell; views add their own emphasis."""
+    if key == "name":
+        return row.name
+    if key == "type":
+        return row.type
+    if key == "shape":
+        if row.status == NOT_REACHED:
+            return "not reached"
+        if row.status == FAILED and row.kind != "group":
+            return "breaks here"
+        return shape_text(row)
+    if key == "params":
+        return format_params(row.params)
+    if key == "macs":
+        return "" if row.status == NOT_REACHED else format_macs(row.macs)
+    if key == "rf":
+        return format_rf(row.rf) if row.rf else ""
+    if key == "dep":
+        return row.depends_on_input or ""
+    raise KeyError(key)
 
 
 def shape_text(row: Row) -> str:
