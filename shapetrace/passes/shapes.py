@@ -74,11 +74,53 @@ class _ShapeInterpreter(fx.Interpreter):
         # fx hands over immutable containers; wrapped user functions may mutate their arguments.
         return target(*_mutable(args), **_mutable(kwargs))
 
+    def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        module = self.fetch_attr(target)
+        first = args[0] if args else None
+        if (
+            isinstance(module, _SHAPE_PRESERVING)
+            and len(args) == 1
+            and not kwargs
+            and isinstance(first, torch.Tensor)
+            and first.device.type == "meta"
+            and _channels_fit(module, first)
+        ):
+            # Same shape out as in: skip the meta kernels (batch norm decomposes into dozens
+            # of ops), keeping in-place modules' aliasing.
+            return first if getattr(module, "inplace", False) else torch.empty_like(first)
+        return super().call_module(target, args, kwargs)
+
     def run_node(self, n: fx.Node) -> Any:
         value = super().run_node(n)
         self.out.results[n] = summarize(value)
         self.out.values[n] = value
         return value
+
+
+_SHAPE_PRESERVING = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+)
+
+
+def _channels_fit(module: nn.Module, x: torch.Tensor) -> bool:
+    """Batch norm checks its channels; let the real kernel raise when they do not fit."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        expected = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+        ranks = next((r for t, r in expected.items() if isinstance(module, t)), ())
+        return x.dim() in ranks and x.shape[1] == module.num_features
+    return True
 
 
 def _mutable(value: Any) -> Any:
