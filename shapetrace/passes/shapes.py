@@ -87,7 +87,10 @@ class _ShapeInterpreter(fx.Interpreter):
         ):
             # Same shape out as in: skip the meta kernels (batch norm decomposes into dozens
             # of ops), keeping in-place modules' aliasing.
-            return first if getattr(module, "inplace", False) else torch.empty_like(first)
+            aliases = getattr(module, "inplace", False) or (
+                isinstance(module, _PASS_THROUGH) and not module.training
+            )
+            return first if aliases else torch.empty_like(first)
         return super().call_module(target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
@@ -112,6 +115,10 @@ _SHAPE_PRESERVING = (
     nn.Dropout,
     nn.Dropout2d,
 )
+
+
+# Return their input itself (in eval), as the real modules do.
+_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
 
 
 def _channels_fit(module: nn.Module, x: torch.Tensor) -> bool:
