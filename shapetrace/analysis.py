@@ -328,8 +328,10 @@ def _module_entries(
 def _unused(
     model: nn.Module, capture: Capture, train: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    other = called_modules(model, training=not train)
     this_called, this_used = capture.called, capture.used_tensors
+    if not train and not params_pass.unused_modules(model, this_called, this_used):
+        return [], []  # the eval forward uses every module: no second trace needed
+    other = called_modules(model, training=not train)
     if other is None:
         other = (set(), set())
     called_any = this_called | other[0]
