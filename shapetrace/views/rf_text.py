@@ -6,14 +6,28 @@ from typing import Any
 
 
 def format_rf(rf: dict[str, Any]) -> str:
-    """`{"size": [427, 427], "stride": [32, 32], ...}` -> `427/32`; per axis when they differ."""
+    """`size/stride` of a node's or module's `rf`, as the report carries it.
+
+    `427/32`; per axis when the axes differ, `427x211/32x16`; the field before a flatten for a
+    flattened one; `≤7/(1/2)` for a field that is not the same for every unit (the largest size,
+    a fractional stride); a trailing ` !` on a merge of misaligned branches; `global`; `?` when
+    unknown.
+    """
     if rf.get("global"):
         return "global"
-    if "flattened" in rf:
-        return format_rf(rf["flattened"])
     if "unknown" in rf:
         return "?"
-    size, stride = rf.get("size", []), rf.get("stride", [])
-    if len(set(map(str, size))) == 1 and len(set(map(str, stride))) == 1 and size:
-        return f"{size[0]}/{stride[0]}"
-    return "x".join(map(str, size)) + "/" + "x".join(map(str, stride))
+    mark = " !" if rf.get("misaligned") else ""
+    if "flattened" in rf:
+        return format_rf(rf["flattened"]) + mark
+    stride = _per_axis(rf.get("stride", []))
+    if "/" in stride:
+        stride = f"({stride})"
+    prefix = "≤" if rf.get("uniform") is False else ""
+    return f"{prefix}{_per_axis(rf.get('size', []))}/{stride}{mark}"
+
+
+def _per_axis(values: list[Any]) -> str:
+    if values and all(v == values[0] for v in values[1:]):
+        return str(values[0])
+    return "x".join(str(v) for v in values)
