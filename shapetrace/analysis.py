@@ -156,7 +156,7 @@ def _raw_specs(input_shape: InputLike) -> list[TensorSpec]:
     return specs
 
 
-def _meta_inputs(capture: Capture, specs: list[TensorSpec]) -> tuple[list[Any], list[str]]:
+def _meta_inputs(capture: Capture, specs: list[TensorSpec]) -> list[Any]:
     """Meta tensors for the graph's placeholders, positional first, then by keyword."""
     placeholders = [n for n in capture.nodes() if n.op == "placeholder"]
     positional = [s for s in specs if s.name is None]
@@ -360,7 +360,7 @@ def _analyze_with_hooks(
     """Per-module shapes for a model fx cannot trace, or a one-line diagnosis."""
     specs = _input_specs(input_shape, source, first_layer(model.modules()))
     tensors = [_meta_tensor(s) for s in specs]
-    positional = [t for t, s in zip(tensors, specs, strict=True) if s.name is None]
+    positional: list[Any] = [t for t, s in zip(tensors, specs, strict=True) if s.name is None]
     keyword = {s.name: t for t, s in zip(tensors, specs, strict=True) if s.name is not None}
     if source.family == "detection":
         positional = [[image for p in positional for image in p.unbind(0)]]

@@ -218,7 +218,7 @@ def _run_check(argv: list[str]) -> int:
 
     results = check_sizes(args.model, args.input or [], parse_model_args(args.model_args))
     for result in results:
-        print(result.line)
+        print(result.line())
     return EXIT_OK if all(r.accepted for r in results) else EXIT_REJECTED
 
 
