@@ -70,23 +70,26 @@ def _parse_one(part: str, whole: str) -> TensorSpec:
         name, part = part.split("=", 1)
         name = name.strip()
         if not _NAME.match(name):
-            raise UsageError(f"malformed --input '{whole}': '{name}' is not an argument name")
+            raise UsageError(
+                f"malformed --input {_quote(whole)}: {_quote(name)} is not an argument name"
+            )
     dtype = None
     if ":" in part:
         part, dtype = part.split(":", 1)
         dtype = _DTYPE_ALIASES.get(dtype.strip(), dtype.strip())
         if dtype not in DTYPES:
             raise UsageError(
-                f"malformed --input '{whole}': unknown dtype '{dtype}' (one of {', '.join(DTYPES)})"
+                f"malformed --input {_quote(whole)}: unknown dtype {_quote(dtype)} "
+                f"(one of {', '.join(DTYPES)})"
             )
     dims_text = part.strip().lower().replace("×", "x")
     if not _DIMS.match(dims_text):
-        raise UsageError(f"malformed --input '{whole}': {_HELP}")
+        raise UsageError(f"malformed --input {_quote(whole)}: {_HELP}")
     dims = tuple(int(d) for d in dims_text.split("x"))
     if any(d < 1 for d in dims):
-        raise UsageError(f"malformed --input '{whole}': every size must be at least 1")
+        raise UsageError(f"malformed --input {_quote(whole)}: every size must be at least 1")
     if len(dims) > 8:
-        raise UsageError(f"malformed --input '{whole}': at most 8 dimensions")
+        raise UsageError(f"malformed --input {_quote(whole)}: at most 8 dimensions")
     return TensorSpec(dims=dims, dtype=dtype, name=name)
 
 
@@ -124,6 +127,11 @@ def complete(spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = N
     elif first.kind == "linear" and k == 1:
         dims = (1, *dims)
     return TensorSpec(dims=dims, dtype=dtype or "float32", name=spec.name)
+
+
+def _quote(text: str) -> str:
+    """The user's text in quotes, on one line whatever it contains."""
+    return f"'{text}'" if text.isprintable() else repr(text)
 
 
 def _axes(rank: int) -> str:
