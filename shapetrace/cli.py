@@ -176,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr)
+    # One line, whatever the message quotes (a model name or path with a newline in it).
+    print(" ".join(line.split("\n")), file=sys.stderr)
 
 
 def _run_main(argv: list[str]) -> int:
