@@ -23,6 +23,7 @@ from shapetrace.errors import (
     ShapetraceError,
     UsageError,
 )
+from shapetrace.inputs import parse_model_args
 from shapetrace.report import Report
 
 SUBCOMMANDS = ("show", "check", "sweep", "diff")
@@ -190,8 +191,20 @@ def _run_main(argv: list[str]) -> int:
     if not args.model:
         raise UsageError("name a model, e.g. `shapetrace resnet50 --input 1x3x448x448`")
     fmt = _format(args)  # validate before the slow import
+    if args.tui:
+        # Paint first: the TUI analyses in a worker, so torch loads behind the window.
+        from shapetrace.views.tui import run_tui
+
+        shown = run_tui(
+            request={
+                "model": args.model,
+                "input": args.input,
+                "model_args": parse_model_args(args.model_args),
+                "train": args.train,
+            }
+        )
+        return EXIT_REJECTED if shown is not None and shown.failure is not None else EXIT_OK
     from shapetrace.analysis import analyze
-    from shapetrace.sources import parse_model_args
 
     report = analyze(
         args.model, args.input, model_args=parse_model_args(args.model_args), train=args.train
@@ -215,7 +228,6 @@ def _run_show(argv: list[str]) -> int:
 def _run_check(argv: list[str]) -> int:
     args = _check_parser().parse_args(argv)
     from shapetrace.sizecheck import check_sizes
-    from shapetrace.sources import parse_model_args
 
     results = check_sizes(args.model, args.input or [], parse_model_args(args.model_args))
     for result in results:
@@ -229,11 +241,13 @@ def _run_diff(argv: list[str]) -> int:
     return run_diff(argv)
 
 
-def _not_yet(argv: list[str]) -> int:
-    raise UsageError("this subcommand is not available yet")
+def _run_sweep(argv: list[str]) -> int:
+    from shapetrace.sweep import run_sweep
+
+    return run_sweep(argv)
 
 
-_COMMANDS = {"show": _run_show, "check": _run_check, "sweep": _not_yet, "diff": _run_diff}
+_COMMANDS = {"show": _run_show, "check": _run_check, "sweep": _run_sweep, "diff": _run_diff}
 
 
 # -- output -------------------------------------------------------------------------------

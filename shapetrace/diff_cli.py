@@ -51,7 +51,7 @@ def run_diff(argv: list[str]) -> int:
     fmt = _format(args)
     from shapetrace.analysis import analyze
     from shapetrace.diff import diff_reports
-    from shapetrace.sources import parse_model_args
+    from shapetrace.inputs import parse_model_args
 
     args_a = parse_model_args(args.model_args)
     args_b = parse_model_args(args.model_args_b) if args.model_args_b else args_a

@@ -6,8 +6,10 @@ are completed from the model's first layer by `complete()`.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from shapetrace.errors import UsageError
 
@@ -136,3 +138,18 @@ def _quote(text: str) -> str:
 
 def _axes(rank: int) -> str:
     return {1: "L", 2: "H x W", 3: "T x H x W"}.get(rank, "...")
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """`--model-args` JSON object -> keyword arguments."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--model-args is not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from exc
+    if not isinstance(value, dict):
+        raise UsageError("--model-args must be a JSON object, e.g. '{\"base_dim\": 32}'")
+    return value

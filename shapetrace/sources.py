@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -230,21 +229,6 @@ def _check_signature(spec: str, target: Callable[..., Any], model_args: dict[str
 
 
 # -- entry point -----------------------------------------------------------------------------
-
-
-def parse_model_args(text: str | None) -> dict[str, Any]:
-    """`--model-args` JSON object -> keyword arguments."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"--model-args is not valid JSON: {exc.msg} at column {exc.colno}"
-        ) from exc
-    if not isinstance(value, dict):
-        raise UsageError("--model-args must be a JSON object, e.g. '{\"base_dim\": 32}'")
-    return value
 
 
 def known_names() -> list[str]:

@@ -1,0 +1,504 @@
+"""The interactive explorer: module tree, node table, details, and a live input size.
+
+It renders from a Report alone. When the report's source can be rebuilt, a new input size is
+analysed by the analysis API in a thread worker, and the views update in place. Nothing here
+imports torch: the worker does, lazily, after the window has painted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container, Horizontal, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, Label, Static, Tree
+from textual.widgets.tree import TreeNode
+from textual.worker import get_current_worker
+
+from shapetrace.errors import ShapetraceError, UsageError
+from shapetrace.report import Report
+from shapetrace.views.tui.details import depth_text, details_text, header_text, loading_header
+from shapetrace.views.tui.export import default_name, export
+from shapetrace.views.tui.outline import FAILED_STYLE, Outline, depth_cycle
+from shapetrace.views.tui.request import (
+    analyse,
+    input_text,
+    rebuild_blocker,
+    request_for,
+    validate_input,
+)
+from shapetrace.views.tui.screens import ExportScreen, HelpScreen
+
+RowIndex = int
+
+
+class ShapetraceApp(App[None]):
+    """Explore one model's report; change the input size and watch what changes or breaks."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "shapetrace"
+    ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = "#table"
+    # Below 110 columns the tree is hidden (t shows it) so the table keeps its columns.
+    # (Textual declares these `ClassVar[...] | None`, so mypy refuses a ClassVar annotation.)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide"), (170, "-very-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter"),
+        Binding("n", "next_target", "Next"),
+        Binding("N", "previous_target", "Prev"),
+        Binding("d", "cycle_depth", "Depth"),
+        Binding("i", "edit_input", "Input"),
+        Binding("e", "export", "Export"),
+        Binding("t", "toggle_tree", "Tree"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "escape", "Back", show=False),
+    ]
+    # What each shown binding does, at more length than the footer has room for.
+    KEY_HELP: ClassVar[dict[str, str]] = {
+        "filter": "filter rows by name or type; escape clears",
+        "next_target": "jump to the next bound or failing node",
+        "previous_target": "jump to the previous bound or failing node",
+        "cycle_depth": "depth: all, then modules collapsed at 1, 2, ...",
+        "edit_input": "edit the input size; enter re-analyses",
+        "export": "export this view: .svg, .md or .json",
+        "toggle_tree": "show or hide the module tree",
+        "help": "this help",
+        "quit": "quit",
+    }
+
+    def __init__(
+        self, report: Report | None = None, *, request: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        if report is None and request is None:
+            raise ValueError("give a report or an analysis request")
+        self.report: Report | None = report
+        self.request = request
+        self.error: BaseException | None = None
+        self.outline: Outline | None = None
+        self.depth: int | None = None
+        self.collapsed: set[str] = set()
+        self.query_text = ""
+        self.visible_rows: list[RowIndex] = []
+        self.selected: RowIndex | None = None
+        self._positions: dict[RowIndex, int] = {}
+        # Table row keys carry the fill they belong to, so events from an older fill are ignored.
+        self._fill = 0
+        self._filter_timer: Timer | None = None
+        self._tree_nodes: dict[RowIndex, TreeNode[RowIndex]] = {}
+
+    # -- layout ---------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        with Horizontal(id="inputbar"):
+            yield Label("Input ", id="input-label")
+            yield Input(id="size", compact=True, placeholder="1x3x224x224")
+            yield Static(id="status")
+        with Horizontal(id="filterbar"):
+            yield Label("Filter ", id="filter-label")
+            yield Input(id="filter", compact=True, placeholder="name or type")
+            yield Static(id="filter-count")
+        with Horizontal(id="main"):
+            tree: Tree[RowIndex] = Tree("model", id="tree")
+            tree.auto_expand = False
+            tree.guide_depth = 2
+            yield tree
+            with Container(id="right"):
+                yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+                with VerticalScroll(id="details"):
+                    yield Static(id="details-body")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#details").border_title = "details"
+        if self.report is not None:
+            self._show(self.report)
+            return
+        assert self.request is not None
+        inputs = input_text(self.request.get("input"))
+        self.query_one("#header", Static).update(loading_header(self.request["model"], inputs))
+        size = self.query_one("#size", Input)
+        size.value = inputs
+        size.disabled = True
+        self._set_status(Text("analysing…", style="italic"))
+        self.query_one("#main").loading = True
+        # Start after the first frame: the worker's torch import competes for the GIL.
+        self.call_after_refresh(self._analyse, self.request)
+
+    # -- analysis ---------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
+    def _analyse(self, request: dict[str, Any]) -> None:
+        worker = get_current_worker()
+        outcome: Report | BaseException
+        try:
+            outcome = analyse(request)
+        except Exception as exc:  # shown to the user, never a crash of the window
+            outcome = exc
+        if worker.is_cancelled:
+            return  # a newer input superseded this one
+        with contextlib.suppress(RuntimeError):  # the app closed while the analysis ran
+            self.call_from_thread(self._analysis_done, request, outcome)
+
+    def _analysis_done(self, request: dict[str, Any], outcome: Report | BaseException) -> None:
+        self.query_one("#main").loading = False
+        if isinstance(outcome, Report):
+            self._show(outcome)
+            return
+        if self.report is None:
+            self.error = outcome  # nothing to show: run_tui re-raises it after the window closes
+            self.exit()
+            return
+        if isinstance(outcome, ShapetraceError):
+            message = str(outcome)
+        else:
+            message = f"internal error: {type(outcome).__name__}: {outcome}"
+        self._set_status(Text("✗ " + message, style=FAILED_STYLE))
+
+    @on(Input.Submitted, "#size")
+    def _size_submitted(self, event: Input.Submitted) -> None:
+        if self.report is None:
+            return
+        text = event.value.strip()
+        try:
+            validate_input(text)
+        except UsageError as exc:
+            self._set_status(Text("✗ " + str(exc), style=FAILED_STYLE))
+            return
+        blocker = rebuild_blocker(self.report.source)
+        if blocker:
+            self._set_status(Text(blocker, style="dim"))
+            return
+        self._set_status(Text(f"analysing {text}…", style="italic"))
+        self._analyse(request_for(self.report, text))
+        self.query_one("#table").focus()
+
+    # -- showing a report ----------------------------------------------------------------
+    def _show(self, report: Report) -> None:
+        """Show `report`, keeping the selected row, the collapsed groups and the filter."""
+        keep = self._selection_key()
+        self.report = report
+        self.outline = Outline.build(report, self.depth)
+        self._update_header()
+        size = self.query_one("#size", Input)
+        size.value = input_text(report.source.get("input")) or "x".join(map(str, report.input))
+        blocker = rebuild_blocker(report.source)
+        size.disabled = blocker is not None
+        size.tooltip = blocker
+        if blocker:
+            self._set_status(Text(blocker, style="dim"))
+        elif report.failure is not None:
+            self._set_status(
+                Text(f"✗ rejected at {report.failure.node} · n jumps there", style=FAILED_STYLE)
+            )
+        else:
+            self._set_status(Text(f"✓ {len(report.nodes)} nodes", style="green"))
+        self._rebuild(keep)
+
+    def _update_header(self) -> None:
+        assert self.report is not None
+        self.query_one("#header", Static).update(header_text(self.report, self.depth))
+
+    def _selection_key(self) -> tuple[str, str] | None:
+        if self.outline is None or self.selected is None:
+            return None
+        row = self.outline.rows[self.selected]
+        return row.kind, row.name
+
+    def _rebuild(self, keep: tuple[str, str] | None) -> None:
+        """Rebuild tree and table from the outline, selecting the row `keep` names."""
+        assert self.outline is not None
+        target = self.outline.index_of(*keep) if keep else None
+        self._build_tree()
+        self._fill_table(target if target is not None else 0)
+
+    def _build_tree(self) -> None:
+        assert self.outline is not None and self.report is not None
+        outline = self.outline
+        tree: Tree[RowIndex] = self.query_one("#tree", Tree)
+        tree.clear()
+        tree.root.set_label(Text(self.report.model, style="bold"))
+        tree.root.expand()
+        self._tree_nodes = {}
+        stack: list[tuple[TreeNode[RowIndex], int]] = [
+            (tree.root, i) for i in reversed(outline.children[None])
+        ]
+        while stack:
+            parent, index = stack.pop()
+            row = outline.rows[index]
+            label = outline.tree_label(index)
+            if row.kind == "group":
+                node = parent.add(label, data=index, expand=row.name not in self.collapsed)
+                stack.extend((node, child) for child in reversed(outline.children[index]))
+            else:
+                node = parent.add_leaf(label, data=index)
+            self._tree_nodes[index] = node
+
+    def _fill_table(self, select: RowIndex | None) -> None:
+        """Refill the table with the visible rows; put the cursor on `select` (or nearby)."""
+        assert self.outline is not None
+        outline = self.outline
+        table: DataTable[Text] = self.query_one("#table", DataTable)
+        self.visible_rows = outline.visible(self.collapsed, self.query_text)
+        self._positions = {index: pos for pos, index in enumerate(self.visible_rows)}
+        self._fill += 1
+        table.clear(columns=True)
+        table.add_columns(*outline.titles())
+        for index in self.visible_rows:
+            table.add_row(*outline.cells(index, self.collapsed), key=f"{self._fill}:{index}")
+        self._update_filter_count()
+        if select is not None and select not in self._positions:
+            # The row is hidden: select its nearest visible enclosing group instead.
+            select = next((a for a in outline.ancestors(select) if a in self._positions), None)
+        if select is not None and select in self._positions:
+            table.move_cursor(row=self._positions[select], animate=False)
+            self._select(select)
+        elif self.visible_rows:
+            table.move_cursor(row=0, animate=False)
+            self._select(self.visible_rows[0])
+        else:
+            self._select(None)
+
+    def _select(self, index: RowIndex | None) -> None:
+        """Show the details of row `index`."""
+        self.selected = index
+        body = self.query_one("#details-body", Static)
+        if index is None or self.outline is None:
+            body.update(Text("no row matches", style="dim"))
+            return
+        body.update(details_text(self.outline, index))
+
+    def _set_status(self, text: Text) -> None:
+        self.query_one("#status", Static).update(text)
+
+    def _update_filter_count(self) -> None:
+        total = len(self.outline.rows) if self.outline else 0
+        count = self.query_one("#filter-count", Static)
+        count.update(f"{len(self.visible_rows)} of {total} rows" if self.query_text else "")
+
+    # -- keeping the tree and the table in step --------------------------------------------
+    # The focused one of the two leads; the other follows. Events that arrive after the cursor
+    # or the contents have moved on are stale and ignored.
+    def _row_index(self, key: str | None) -> RowIndex | None:
+        if key is None:
+            return None
+        fill, _, index = key.partition(":")
+        return int(index) if fill == str(self._fill) else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        index = self._row_index(event.row_key.value)
+        if index is None or self._positions.get(index) != event.data_table.cursor_row:
+            return
+        self._select(index)
+        tree: Tree[RowIndex] = self.query_one("#tree", Tree)
+        node = self._tree_nodes.get(index)
+        if node is None or tree.cursor_node is node or self.focused is tree:
+            return
+        self._reveal_in_tree(node)
+
+    def _reveal_in_tree(self, node: TreeNode[RowIndex]) -> None:
+        parent = node.parent
+        while parent is not None:
+            if not parent.is_expanded:
+                parent.expand()
+            parent = parent.parent
+        # Line numbers are recomputed on the next refresh after expanding.
+        self.call_after_refresh(self._follow_in_tree, node)
+
+    def _follow_in_tree(self, node: TreeNode[RowIndex]) -> None:
+        tree: Tree[RowIndex] = self.query_one("#tree", Tree)
+        if self.focused is not tree:  # the user has taken the tree over meanwhile
+            tree.move_cursor(node)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[RowIndex]) -> None:
+        tree = event.control
+        index = event.node.data
+        if (
+            index is None
+            or event.node is not tree.cursor_node
+            or self._tree_nodes.get(index) is not event.node
+            or self.focused is not tree
+        ):
+            return
+        table: DataTable[Text] = self.query_one("#table", DataTable)
+        position = self._positions.get(index)
+        if position is None:
+            self._select(index)  # filtered out of the table: show its details anyway
+        elif table.cursor_row != position:
+            table.move_cursor(row=position)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[RowIndex]) -> None:
+        self._set_collapsed(event.node, False)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[RowIndex]) -> None:
+        self._set_collapsed(event.node, True)
+
+    def _set_collapsed(self, node: TreeNode[RowIndex], collapsed: bool) -> None:
+        index = node.data
+        if index is None or self.outline is None or self._tree_nodes.get(index) is not node:
+            return
+        name = self.outline.rows[index].name
+        if (name in self.collapsed) == collapsed:
+            return
+        if collapsed:
+            self.collapsed.add(name)
+        else:
+            self.collapsed.discard(name)
+        self._fill_table(self.selected)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter (or a click on the highlighted row) toggles a group, as in the tree."""
+        index = self._row_index(event.row_key.value)
+        if index is None or self.outline is None:
+            return
+        node = self._tree_nodes.get(index)
+        if node is not None and self.outline.rows[index].kind == "group":
+            node.toggle()
+
+    # -- actions ---------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        self.screen.add_class("-filtering")
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        # Refilter once typing pauses: refilling thousands of rows per keystroke would lag.
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.15, lambda: self._apply_filter(event.value))
+
+    def _apply_filter(self, text: str) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        if text != self.query_text:
+            self.query_text = text
+            self._fill_table(self.selected)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._apply_filter(event.value)
+        if not event.value.strip():
+            self._clear_filter()
+        self.query_one("#table").focus()
+
+    def _clear_filter(self) -> None:
+        self.screen.remove_class("-filtering")
+        self.query_one("#filter", Input).value = ""
+        self._apply_filter("")
+
+    def action_escape(self) -> None:
+        focused = self.focused
+        if focused is not None and focused.id == "size" and self.report is not None:
+            size = self.query_one("#size", Input)
+            size.value = input_text(self.report.source.get("input"))
+            self.query_one("#table").focus()
+        elif self.query_text or self.screen.has_class("-filtering"):
+            self._clear_filter()
+            self.query_one("#table").focus()
+
+    def _jump(self, forward: bool) -> None:
+        if self.outline is None:
+            return
+        among = self.visible_rows if self.query_text else range(len(self.outline.rows))
+        target = self.outline.next_target(self.selected, forward, among)
+        if target is None:
+            self._set_status(Text("no bound or failing node", style="dim"))
+            return
+        hidden = [
+            a
+            for a in self.outline.ancestors(target)
+            if self.outline.rows[a].name in (self.collapsed)
+        ]
+        for ancestor in hidden:
+            self.collapsed.discard(self.outline.rows[ancestor].name)
+            node = self._tree_nodes.get(ancestor)
+            if node is not None:
+                node.expand()
+        if hidden:
+            self._fill_table(target)
+        else:
+            self.query_one("#table", DataTable).move_cursor(row=self._positions[target])
+            self._select(target)
+        self.query_one("#table").focus()
+
+    def action_next_target(self) -> None:
+        self._jump(True)
+
+    def action_previous_target(self) -> None:
+        self._jump(False)
+
+    def action_cycle_depth(self) -> None:
+        if self.report is None:
+            return
+        cycle = depth_cycle(self.report)
+        position = cycle.index(self.depth) if self.depth in cycle else 0
+        self.depth = cycle[(position + 1) % len(cycle)]
+        keep = self._selection_key()
+        self.outline = Outline.build(self.report, self.depth)
+        self._update_header()
+        self._rebuild(keep)
+
+    def action_edit_input(self) -> None:
+        size = self.query_one("#size", Input)
+        if size.disabled:
+            reason = str(size.tooltip) if size.tooltip else "analysing…"
+            self._set_status(Text(reason, style="dim"))
+            return
+        size.focus()
+
+    def action_export(self) -> None:
+        if self.report is None:
+            return
+        report, depth = self.report, self.depth
+
+        def write(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                fmt = export(report, path, depth)
+            except (ShapetraceError, OSError) as exc:
+                self._set_status(Text(f"✗ export failed: {exc}", style=FAILED_STYLE))
+                return
+            self._set_status(Text(f"✓ wrote {path} ({fmt})", style="green"))
+
+        self.push_screen(ExportScreen(default_name(report, depth), depth_text(depth)), write)
+
+    def action_toggle_tree(self) -> None:
+        self.screen.toggle_class("-flip-tree")
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        """(key, what it does) for every binding the footer shows."""
+        return [
+            (self.get_key_display(b), self.KEY_HELP[b.action])
+            for b in self.BINDINGS
+            if isinstance(b, Binding) and b.show
+        ]
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_rows()))
+
+
+def run_tui(
+    report: Report | None = None, *, request: dict[str, Any] | None = None
+) -> Report | None:
+    """Open the explorer on `report`, or on the analysis `request` (painted before it runs).
+
+    `request` is `{"model": spec, "input": "1x3x448x448" | None, "model_args": {...},
+    "train": bool}`. A malformed input raises UsageError before the window opens; if the first
+    analysis fails, the window closes and its error is raised here. Returns the report shown
+    last (None if the window closed before one arrived), so a caller can choose its exit code.
+    """
+    if request is not None and request.get("input"):
+        validate_input(input_text(request["input"]))
+    app = ShapetraceApp(report, request=request)
+    app.run()
+    if app.error is not None:
+        raise app.error
+    return app.report

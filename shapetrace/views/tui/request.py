@@ -1,0 +1,77 @@
+"""What the TUI asks the analysis API for, and whether a report can be asked for again.
+
+Everything here but `analyse` is torch-free; `analyse` imports the analysis API on first use,
+from the worker thread, so the window paints before torch has loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from shapetrace.inputs import parse
+from shapetrace.report import Report
+
+# The model builders patch torch.nn.Module while they run (sources._parameters_on_meta), so two
+# analyses must never overlap, even when a newer request supersedes a running one.
+_ANALYSIS_LOCK = threading.Lock()
+
+
+def input_text(value: Any) -> str:
+    """An `--input` value as one line: `None` -> ``, `["1x3x8x8", "1x4"]` -> `1x3x8x8,1x4`."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return ",".join(str(v) for v in value)
+
+
+def validate_input(text: str) -> None:
+    """Raise UsageError (one line) if `text` is not a well-formed `--input`."""
+    parse(text)
+
+
+def rebuild_blocker(source: dict[str, Any]) -> str | None:
+    """Why the model behind a report cannot be built again here, or None when it can."""
+    if source.get("family") == "object":
+        return (
+            "read-only: this report was made from a live nn.Module; analyse a model name or "
+            "path.py:Name to change the input here"
+        )
+    spec = source.get("model")
+    if not spec:
+        return "read-only: the report does not say which model it was made from"
+    if ":" in spec and not spec.startswith(":"):
+        location = spec.rsplit(":", 1)[0]
+        if location.endswith(".py") or "/" in location or "\\" in location:
+            if not Path(location).is_file():
+                return f"read-only: {location} is not here, so the model cannot be rebuilt"
+        elif importlib.util.find_spec(location.split(".")[0]) is None:
+            return f"read-only: cannot import {location}, so the model cannot be rebuilt"
+    return None
+
+
+def request_for(report: Report, inputs: str) -> dict[str, Any]:
+    """The request that analyses the report's model again at `inputs`."""
+    source = report.source
+    return {
+        "model": source["model"],
+        "input": inputs,
+        "model_args": source.get("model_args") or {},
+        "train": source.get("mode") == "train",
+    }
+
+
+def analyse(request: dict[str, Any]) -> Report:
+    """Run the analysis API on a request (slow: imports torch the first time)."""
+    from shapetrace.analysis import analyze
+
+    with _ANALYSIS_LOCK:
+        return analyze(
+            request["model"],
+            request.get("input") or None,
+            model_args=request.get("model_args") or {},
+            train=bool(request.get("train")),
+        )

@@ -1,0 +1,534 @@
+"""The Textual explorer, driven through Textual's pilot: tree and table in step, filter, jumps to
+bound and failing nodes, depth, the live input size (a real analysis in the worker), export,
+help, a large graph, and snapshots of the main screens.
+
+Snapshots (tests/__snapshots__/test_tui/) render saved reports from tests/data/tui/, so they
+change only when the TUI does. A missing report is analysed and saved again; after a pass
+changes what reports contain, delete tests/data/tui/*.json and refresh the snapshots with
+`pytest tests/test_tui.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+from textual.widgets import DataTable, Input, Static, Tree
+
+from shapetrace.report import Module, Node, Report, format_shape
+from shapetrace.views.markdown import render as render_markdown
+from shapetrace.views.summary import domain_text
+from shapetrace.views.tree import build_rows
+from shapetrace.views.tui import ShapetraceApp
+from shapetrace.views.tui.export import default_name, diagrams_available
+from shapetrace.views.tui.outline import Outline
+from shapetrace.views.tui.request import rebuild_blocker
+
+DATA = Path(__file__).parent / "data" / "tui"
+WIDE = (120, 40)
+
+
+def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (no pytest-asyncio needed)."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+def saved_report(model: str, size: int) -> Report:
+    """The report of `model` at `size`x`size`, analysed once and kept under tests/data/tui/."""
+    path = DATA / f"{model}_{size}.json"
+    if not path.exists():
+        import shapetrace
+
+        DATA.mkdir(parents=True, exist_ok=True)
+        path.write_text(shapetrace.analyze(model, str(size)).to_json(indent=None) + "\n")
+    return Report.load(path)
+
+
+# -- helpers reading the app's state --------------------------------------------------------
+
+
+def table_of(app: ShapetraceApp) -> DataTable[Text]:
+    return app.query_one("#table", DataTable)
+
+
+def table_names(app: ShapetraceApp) -> list[str]:
+    """The Layer column, as shown (indentation and group marks removed)."""
+    table = table_of(app)
+    names = []
+    for i in range(table.row_count):
+        cell = str(table.get_row_at(i)[0]).strip()
+        names.append(re.sub(r"^[▸▾] ", "", cell).removesuffix(" …"))
+    return names
+
+
+def cursor_name(app: ShapetraceApp) -> str:
+    return table_names(app)[table_of(app).cursor_row]
+
+
+def cell(app: ShapetraceApp, name: str, column: str) -> str:
+    table = table_of(app)
+    index = [str(c.label) for c in table.ordered_columns].index(column)
+    return str(table.get_row_at(table_names(app).index(name))[index])
+
+
+def static_text(app: ShapetraceApp, selector: str) -> str:
+    """The plain text a Static shows."""
+    content = app.screen.query_one(selector, Static).content
+    if isinstance(content, Text):
+        return content.plain
+    if isinstance(content, str):
+        return content
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    console.print(content)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def rows_inside(report: Report, group: str, depth: int | None = None) -> list[str]:
+    """Names of the rows nested under module `group` (for checking the table independently)."""
+    return [
+        r.name
+        for r in build_rows(report, depth)
+        if r.name.startswith(group + ".") or (r.node is not None and _inside(r.node, group))
+    ]
+
+
+def _inside(node: Node, group: str) -> bool:
+    return bool(node.module) and (node.module or "").startswith(group + ".")
+
+
+# -- import cost -----------------------------------------------------------------------------
+
+
+def test_importing_the_tui_does_not_import_torch() -> None:
+    code = (
+        "import sys, shapetrace.views.tui, shapetrace.views.tui.app;"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+# -- tree and table ----------------------------------------------------------------------------
+
+
+@run_async
+async def test_tree_navigation_selects_the_same_row_in_the_table_and_details() -> None:
+    report = saved_report("resnet50", 448)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        tree: Tree[int] = app.query_one("#tree", Tree)
+        tree.focus()
+        await pilot.pause()
+        # root, x, conv1, bn1, relu, maxpool, layer1
+        await pilot.press("home", *["down"] * 6)
+        await pilot.pause()
+        assert tree.cursor_node is not None
+        assert str(tree.cursor_node.label) == "layer1"
+        assert cursor_name(app) == "layer1"
+        details = static_text(app, "#details-body")
+        assert details.startswith("layer1  Sequential")
+        assert format_shape(report.module("layer1").shape) in details
+        # and back: moving the table cursor moves the tree cursor
+        table_of(app).focus()
+        await pilot.press("down")
+        await pilot.pause()
+        assert cursor_name(app) == "layer1.0"
+        assert tree.cursor_node is not None and str(tree.cursor_node.label) == "0"
+
+
+@run_async
+async def test_collapsing_a_module_in_the_tree_hides_its_rows_in_the_table() -> None:
+    report = saved_report("resnet50", 448)
+    inside = rows_inside(report, "layer1")
+    assert len(inside) > 30  # three bottlenecks and their layers
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        total = table_of(app).row_count
+        assert total == len(build_rows(report))
+        tree: Tree[int] = app.query_one("#tree", Tree)
+        tree.focus()
+        await pilot.press("home", *["down"] * 6, "space")
+        await pilot.pause()
+        names = table_names(app)
+        assert table_of(app).row_count == total - len(inside)
+        assert "layer1" in names and "layer1.0.conv1" not in names
+        assert str(table_of(app).get_row_at(names.index("layer1"))[0]).strip().startswith("▸")
+        await pilot.press("space")
+        await pilot.pause()
+        assert table_of(app).row_count == total
+        # enter on a group row in the table collapses it in the tree too
+        table_of(app).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        layer1 = next(n for n in app._tree_nodes.values() if str(n.label) == "layer1")
+        assert not layer1.is_expanded
+        assert table_of(app).row_count == total - len(inside)
+
+
+@run_async
+async def test_filter_by_name_and_by_type() -> None:
+    report = saved_report("resnet50", 448)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("slash", *"layer4", "enter")
+        await pilot.pause()
+        names = table_names(app)
+        expected = [r.name for r in build_rows(report) if "layer4" in r.name.lower()]
+        assert names == expected
+        assert cell(app, "layer4", "Output shape") == "(1, 2048, 14, 14)"
+        assert report.module("layer4").shape == [1, 2048, 14, 14]
+        assert "layer3" not in names
+        assert f"{len(expected)} of {len(build_rows(report))} rows" in static_text(
+            app, "#filter-count"
+        )
+        await pilot.press("slash")
+        app.query_one("#filter", Input).value = "linear"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table_names(app) == ["fc"]
+        assert cell(app, "fc", "Params") == f"{2048 * 1000 + 1000:,}"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table_of(app).row_count == len(build_rows(report))
+
+
+# -- jumps -------------------------------------------------------------------------------------
+
+
+@run_async
+async def test_n_jumps_to_the_bound_nodes_of_codereview_resnet50() -> None:
+    report = saved_report("codereview_resnet50", 224)
+    bound = [r.name for r in build_rows(report) if r.depends_on_input == "bound"]
+    assert bound == ["avgpool", "fc_layer"]
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        assert cursor_name(app) == bound[0]
+        for name in bound[1:]:
+            await pilot.press("n")
+            await pilot.pause()
+            assert cursor_name(app) == name
+        await pilot.press("n")  # wraps around
+        await pilot.pause()
+        assert cursor_name(app) == bound[0]
+        await pilot.press("N")
+        await pilot.pause()
+        assert cursor_name(app) == bound[-1]
+        assert cell(app, "fc_layer", "Input size") == "bound"
+        assert "bound" in static_text(app, "#details-body")
+
+
+@run_async
+async def test_n_stops_at_each_bound_node_and_at_the_failing_node() -> None:
+    report = saved_report("codereview_resnet50", 448)
+    assert report.failure is not None and report.failure.node == "fc_layer"
+    stops = [
+        r.name
+        for r in build_rows(report)
+        if r.kind != "group" and (r.depends_on_input == "bound" or r.name == "fc_layer")
+    ]
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        for name in stops:
+            await pilot.press("n")
+            await pilot.pause()
+            assert cursor_name(app) == name
+        assert stops[-1] == "fc_layer"
+        assert cell(app, "fc_layer", "Output shape") == "✗ breaks here"
+        details = static_text(app, "#details-body")
+        assert report.failure.message in details
+        assert "(1, 131072)" in details  # the shape fc_layer received: 2048 x 8 x 8
+        assert 2048 * 8 * 8 == 131072
+
+
+@run_async
+async def test_not_reached_nodes_are_marked_and_n_opens_the_group_that_breaks() -> None:
+    # A report that breaks early: every node after the break is shown as not reached.
+    report = _chain_report(6, break_at=2)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        shapes = [cell(app, f"block{i}.conv", "Output shape") for i in range(6)]
+        assert shapes[:2] == ["(1, 8, 32, 32)", "(1, 8, 32, 32)"]
+        assert shapes[2] == "✗ breaks here"
+        assert shapes[3:] == ["not reached"] * 3
+        block2 = next(n for n in app._tree_nodes.values() if str(n.label).startswith("block2"))
+        block2.collapse()
+        await pilot.pause()
+        assert "block2.conv" not in table_names(app)
+        await pilot.press("n")
+        await pilot.pause()
+        assert block2.is_expanded
+        assert cursor_name(app) == "block2.conv"
+        assert "broken on purpose" in static_text(app, "#details-body")
+
+
+# -- depth -------------------------------------------------------------------------------------
+
+
+@run_async
+async def test_d_cycles_the_depth_and_keeps_the_selection_inside() -> None:
+    report = saved_report("resnet50", 448)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("slash", *"layer4.1.conv2", "enter", "escape")
+        await pilot.pause()
+        assert table_of(app).row_count == len(build_rows(report))
+        assert cursor_name(app) == "layer4.1.conv2"
+        await pilot.press("d")
+        await pilot.pause()
+        assert table_names(app) == [r.name for r in build_rows(report, 1)]
+        assert cursor_name(app) == "layer4"  # the collapsed row that now stands for it
+        assert "depth 1" in static_text(app, "#header")
+        await pilot.press("d", "d")
+        await pilot.pause()
+        assert table_names(app) == [r.name for r in build_rows(report, 3)]
+        await pilot.press("d")
+        await pilot.pause()
+        assert "depth all" in static_text(app, "#header")
+        assert table_of(app).row_count == len(build_rows(report))
+
+
+# -- live input size ---------------------------------------------------------------------------
+
+
+@run_async
+async def test_changing_the_input_from_224_to_448_shows_the_failure() -> None:
+    report = saved_report("codereview_resnet50", 224)
+    assert report.failure is None
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("slash", *"avgpool", "enter", "escape")
+        await pilot.pause()
+        assert cursor_name(app) == "avgpool"
+        assert cell(app, "avgpool", "Output shape") == "(1, 2048, 1, 1)"
+        await pilot.press("i", *"448", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.report is not None, static_text(app, "#status")
+        assert app.report.input == [1, 3, 448, 448], static_text(app, "#status")
+        # 448 / 32 = 14, and AvgPool2d(7, 1) leaves 14 - 7 + 1 = 8 per side
+        assert cell(app, "avgpool", "Output shape") == "(1, 2048, 8, 8)"
+        assert cell(app, "fc_layer", "Output shape") == "✗ breaks here"
+        assert cursor_name(app) == "avgpool"  # the selection survives the update
+        assert "rejected at fc_layer" in static_text(app, "#status")
+        header = static_text(app, "#header")
+        assert "Breaks: fc_layer: Linear(2048 -> 2) received 131072 features" in header
+        # the failure, the sizes that work and the fix
+        assert f"Accepts: {domain_text(app.report)}" in header
+        assert app.report.verdict and "Fix:" in app.report.verdict
+        assert f"Verdict: {app.report.verdict}" in header
+        assert app.query_one("#size", Input).value == "1x3x448x448"
+
+
+@run_async
+async def test_an_invalid_input_shows_one_line_and_analyses_nothing() -> None:
+    report = saved_report("codereview_resnet50", 224)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("i", *"1x3x", "enter")
+        await pilot.pause()
+        status = static_text(app, "#status")
+        assert status.startswith("✗ malformed --input '1x3x'")
+        assert "\n" not in status
+        assert len(app.workers) == 0
+        assert app.report is report
+
+
+@run_async
+async def test_a_report_of_a_live_module_has_a_read_only_input() -> None:
+    data = saved_report("codereview_resnet50", 224).to_dict()
+    data["source"] = {**data["source"], "model": "ResNet", "family": "object"}
+    report = Report.from_dict(data)
+    assert rebuild_blocker(report.source) is not None
+    assert rebuild_blocker({"model": "tests/data/user_models.py:Net"}) is None
+    assert "not here" in (rebuild_blocker({"model": "missing/net.py:Net"}) or "")
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("i")
+        await pilot.pause()
+        assert app.query_one("#size", Input).disabled
+        assert "read-only" in static_text(app, "#status")
+
+
+# -- export and help ---------------------------------------------------------------------------
+
+
+async def _export(app: ShapetraceApp, pilot: Any, name: str) -> None:
+    await pilot.press("e")
+    await pilot.pause()
+    app.screen.query_one("#export-path", Input).value = name
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+@run_async
+async def test_export_writes_markdown_json_and_svg_of_the_current_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    report = saved_report("codereview_resnet50", 448)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("d")  # depth 1
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.screen.query_one("#export-path", Input).value == default_name(report, 1)
+        await pilot.press("escape")
+        await _export(app, pilot, "view.md")
+        assert (tmp_path / "view.md").read_text() == render_markdown(report, 1)
+        assert "wrote view.md (markdown)" in static_text(app, "#status")
+        await _export(app, pilot, "view.json")
+        saved = Report.load(tmp_path / "view.json")
+        assert [n.name for n in saved.nodes] == [n.name for n in report.nodes]
+        assert saved.failure == report.failure
+        await _export(app, pilot, "view.txt")
+        assert "use a .svg, .md or .json name" in static_text(app, "#status")
+        if diagrams_available():
+            await _export(app, pilot, "view.svg")
+            status = static_text(app, "#status")
+            if "wrote" in status:
+                assert "<svg" in (tmp_path / "view.svg").read_text()
+            else:  # Graphviz's dot is missing: the one-line reason is shown
+                assert "dot" in status
+
+
+@run_async
+async def test_help_lists_every_binding() -> None:
+    app = ShapetraceApp(saved_report("resnet50", 448))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        rendered = static_text(app, "#help-keys")
+        shown = [b for b in ShapetraceApp.BINDINGS if getattr(b, "show", False)]
+        assert len(app.help_rows()) == len(shown) == 9
+        for key, description in app.help_rows():
+            assert re.search(rf"^{re.escape(key)}\s+{re.escape(description)}", rendered, re.M)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]
+
+
+# -- scale -------------------------------------------------------------------------------------
+
+
+def _chain_report(blocks: int, break_at: int | None = None) -> Report:
+    """A synthetic report: `blocks` modules `blockI` each holding conv, bn, relu nodes."""
+    nodes = [Node("x", "placeholder", "x", None, "Input", [], [1, 8, 32, 32], "float32")]
+    modules = []
+    previous = "x"
+    reached = True
+    for i in range(blocks):
+        modules.append(Module(f"block{i}", "Block", 640, 1, [1, 8, 32, 32]))
+        for part, kind, params in (("conv", "Conv2d", 584), ("bn", "BatchNorm2d", 16)):
+            name = f"block{i}.{part}"
+            shape = [1, 8, 32, 32] if reached and i != break_at else None
+            modules.append(Module(name, kind, params, 1, shape))
+            nodes.append(
+                Node(name, "call_module", name, name, kind, [previous], shape, "float32", params)
+            )
+            previous = name
+            if i == break_at:
+                reached = False
+    failure = None
+    if break_at is not None:
+        from shapetrace.report import Failure
+
+        name = f"block{break_at}.conv"
+        failure = Failure(name, name, "Conv2d", [[1, 8, 32, 32]], f"{name}: broken on purpose")
+    totals = {"params": 600 * blocks, "trainable_params": 600 * blocks, "param_bytes": 0}
+    totals["buffers"] = 0
+    return Report(
+        source={"model": "synthetic", "input": ["1x8x32x32"], "family": "object"},
+        model="synthetic",
+        input=[1, 8, 32, 32],
+        nodes=nodes,
+        modules=modules,
+        totals=totals,
+        failure=failure,
+    )
+
+
+@run_async
+async def test_a_graph_of_thousands_of_nodes_stays_responsive() -> None:
+    report = _chain_report(2500)  # 5001 nodes, 7500 modules
+    started = time.perf_counter()
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        opened = time.perf_counter() - started
+        assert table_of(app).row_count == len(build_rows(report)) == 5001 + 2500
+        # Virtualised: the DOM holds a fixed set of widgets, not one per row.
+        assert len(list(app.query("*"))) < 60
+        started = time.perf_counter()
+        await pilot.press("ctrl+end")
+        await pilot.pause()
+        await pilot.press("d")  # rebuild everything at depth 1
+        await pilot.pause()
+        moved = time.perf_counter() - started
+        assert cursor_name(app) == "block2499"
+        assert table_of(app).row_count == 2501
+    print(f"5001 nodes: opened in {opened:.2f} s; end + depth change in {moved:.2f} s")
+    assert opened < 10 and moved < 10  # generous: a shared machine; per-row widgets take minutes
+
+
+# -- outline logic (no app) --------------------------------------------------------------------
+
+
+def test_outline_parents_and_visibility_match_the_rows() -> None:
+    report = saved_report("resnet50", 448)
+    outline = Outline.build(report)
+    for i, row in enumerate(outline.rows):
+        parent = outline.parents[i]
+        if parent is not None:
+            assert outline.rows[parent].kind == "group"
+            assert row.level == outline.rows[parent].level + 1
+    visible = outline.visible({"layer2", "layer3"})
+    hidden = set(rows_inside(report, "layer2")) | set(rows_inside(report, "layer3"))
+    assert [outline.rows[i].name for i in visible] == [
+        r.name for r in outline.rows if r.name not in hidden
+    ]
+    assert outline.members(outline.index_of("group", "layer4.2") or 0)[-1] == "layer4.2.relu_2"
+    assert outline.users["layer4.2.relu_2"] == ["avgpool"]
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+def test_snapshot_resnet50_main_screen(snap_compare: Any) -> None:
+    assert snap_compare(ShapetraceApp(saved_report("resnet50", 448)), terminal_size=WIDE)
+
+
+def test_snapshot_codereview_resnet50_breaking_at_80x24(snap_compare: Any) -> None:
+    app = ShapetraceApp(saved_report("codereview_resnet50", 448))
+    assert snap_compare(app, press=["n"], terminal_size=(80, 24))
+
+
+def test_snapshot_codereview_resnet50_bound_nodes(snap_compare: Any) -> None:
+    app = ShapetraceApp(saved_report("codereview_resnet50", 224))
+    assert snap_compare(app, press=["d", "n"], terminal_size=WIDE)
+
+
+def test_snapshot_help(snap_compare: Any) -> None:
+    app = ShapetraceApp(saved_report("resnet50", 448))
+    assert snap_compare(app, press=["question_mark"], terminal_size=(80, 24))
