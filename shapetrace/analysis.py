@@ -51,6 +51,10 @@ def analyze(
         except TraceFailure as failure:
             return _analyze_with_hooks(model, source, input_shape, failure, train)
         specs = _input_specs(input_shape, source, _first_layer_in_graph(capture))
+        defaults = _unsupplied_defaults(capture, specs)
+        if defaults:
+            # Arguments left at their defaults (y=None) must not be traced as tensors.
+            capture = trace(model, concrete_args=defaults)
         return run_passes(model, capture, specs, source, train)
 
 
@@ -133,10 +137,16 @@ def _input_specs(
         if not defaults:
             raise UsageError(f"{source.spec}: --input is required for a model of your own")
         return list(defaults)
+    # The first layer tells how to complete the first tensor's shorthand, and of any later
+    # positional tensors written the same way (raft's two frames); others are taken literally.
+    lead = raw[0]
     specs = []
     for i, spec in enumerate(raw):
         default = defaults[i] if i < len(defaults) else None
-        specs.append(complete(spec, first, default))
+        if spec.name is None and len(spec.dims) == len(lead.dims) and lead.name is None:
+            specs.append(complete(spec, first, default))
+        else:
+            specs.append(complete(spec, FirstLayer("unknown"), default))
     return specs
 
 
@@ -154,6 +164,18 @@ def _raw_specs(input_shape: InputLike) -> list[TensorSpec]:
     for item in items:
         specs.extend(_raw_specs(item))  # type: ignore[arg-type]
     return specs
+
+
+def _unsupplied_defaults(capture: Capture, specs: list[TensorSpec]) -> dict[str, Any]:
+    """Forward arguments that no --input tensor fills and that have a default."""
+    placeholders = [n for n in capture.nodes() if n.op == "placeholder"]
+    given = sum(s.name is None for s in specs)
+    named = {s.name for s in specs if s.name is not None}
+    return {
+        str(node.target): node.args[0]
+        for node in placeholders[given:]
+        if str(node.target) not in named and node.args and not str(node.target).startswith("*")
+    }
 
 
 def _meta_inputs(capture: Capture, specs: list[TensorSpec]) -> list[Any]:

@@ -199,6 +199,7 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
     except Exception as exc:
         site, module_type = tracer.where
         raise TraceFailure(exc, site, module_type) from exc
+    _constants_to_meta(graph_module)
     # GraphModule copies the graph; map our names onto its nodes, which keep the same order.
     names: dict[fx.Node, str] = {}
     sites: dict[fx.Node, str] = {}
@@ -218,6 +219,22 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
         called=tracer.called,
         used_tensors=tracer.used_tensors,
     )
+
+
+def _constants_to_meta(gm: fx.GraphModule) -> None:
+    """Tensors the forward creates while tracing (torch.ones(4)) become CPU constants; shapes are
+    propagated on meta, so move them there."""
+    for node in gm.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        owner_path, _, attr = str(node.target).rpartition(".")
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+        value = getattr(owner, attr, None)
+        if isinstance(value, torch.Tensor) and value.device.type != "meta":
+            meta = value.to("meta")
+            if isinstance(value, nn.Parameter):
+                meta = nn.Parameter(meta, requires_grad=value.requires_grad)
+            setattr(owner, attr, meta)
 
 
 def _map_nodes(value: Any, mapping: dict[fx.Node, fx.Node]) -> Any:

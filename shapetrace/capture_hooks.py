@@ -104,7 +104,7 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.device("meta"):
             model(*args, **kwargs)
     except Exception as exc:
         result.error = exc

@@ -51,6 +51,17 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 
+def positive_int(text: str) -> int:
+    """argparse type for --depth: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line, with exit code 2."""
 
@@ -73,7 +84,7 @@ def _add_view_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--depth",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="collapse modules below depth N into single rows/boxes",
     )
@@ -220,7 +231,9 @@ def _run_show(argv: list[str]) -> int:
         raise UsageError(f"{args.report}: no such file")
     try:
         report = Report.load(path)
-    except (ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
+        raise UsageError(f"{args.report}: {exc.strerror or exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{args.report}: not a shapetrace report ({exc})") from exc
     return _emit(report, args, fmt)
 
@@ -229,10 +242,16 @@ def _run_check(argv: list[str]) -> int:
     args = _check_parser().parse_args(argv)
     from shapetrace.sizecheck import check_sizes
 
-    results = check_sizes(args.model, args.input or [], parse_model_args(args.model_args))
+    if not args.input:
+        raise UsageError("check needs at least one --input, e.g. --input 224 --input 448")
+    results = check_sizes(
+        args.model, args.input, parse_model_args(args.model_args), train=args.train
+    )
     for result in results:
         print(result.line())
-    return EXIT_OK if all(r.accepted for r in results) else EXIT_REJECTED
+    if any(r.status == "rejected" for r in results):
+        return EXIT_REJECTED
+    return EXIT_OK if all(r.accepted for r in results) else EXIT_CANNOT_ANALYSE
 
 
 def _run_diff(argv: list[str]) -> int:
@@ -268,6 +287,24 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def _emit(report: Report, args: argparse.Namespace, fmt: str) -> int:
+    try:
+        _write(report, args, fmt)
+    except OSError as exc:
+        target = args.output or "stdout"
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    if report.failure is not None and report.failure.kind == "unsupported":
+        _say(f"shapetrace: cannot analyse {report.model} past {report.failure.message}")
+        return EXIT_CANNOT_ANALYSE
+    if report.failure is not None:
+        _say(
+            f"shapetrace: {report.model} rejects input {_input_text(report)}: "
+            f"{report.failure.message}"
+        )
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+def _write(report: Report, args: argparse.Namespace, fmt: str) -> None:
     if getattr(args, "tui", False):
         from shapetrace.views.tui import run_tui
 
@@ -282,16 +319,6 @@ def _emit(report: Report, args: argparse.Namespace, fmt: str) -> int:
         )
     else:
         _emit_text(report, args, fmt)
-    if report.failure is not None and report.failure.kind == "unsupported":
-        _say(f"shapetrace: cannot analyse {report.model} past {report.failure.message}")
-        return EXIT_CANNOT_ANALYSE
-    if report.failure is not None:
-        _say(
-            f"shapetrace: {report.model} rejects input {_input_text(report)}: "
-            f"{report.failure.message}"
-        )
-        return EXIT_REJECTED
-    return EXIT_OK
 
 
 def _input_text(report: Report) -> str:

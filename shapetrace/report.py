@@ -223,8 +223,14 @@ class Report:
 
     @classmethod
     def from_json(cls, text: str) -> Report:
-        """Parse JSON text written by `to_json()`."""
-        return cls.from_dict(json.loads(text))
+        """Parse JSON text written by `to_json()` (ValueError if it is not a report)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed report: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> Report:

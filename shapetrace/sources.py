@@ -42,6 +42,14 @@ class ModelSource:
             model = _build_on_meta(lambda: self.builder(**self.kwargs))
         except ShapetraceErrors:
             raise
+        except TypeError as exc:
+            if self.kwargs and "keyword argument" in str(exc):
+                raise UsageError(
+                    f"--model-args do not match {self.spec}: {_first_line(exc)}"
+                ) from exc
+            raise CannotAnalyse(
+                f"{self.spec}: the constructor raised TypeError: {_first_line(exc)}"
+            ) from exc
         except Exception as exc:
             raise CannotAnalyse(
                 f"{self.spec}: the constructor raised {type(exc).__name__}: {_first_line(exc)}"

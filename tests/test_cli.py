@@ -96,6 +96,12 @@ def test_depth_collapses_modules_into_rows_with_summed_params() -> None:
         ([f"{DATA / 'user_models.py'}:BranchyFirst", "--input", "8"], 3, "control flow"),
         ([f"{DATA / 'user_models.py'}:Raises", "--input", "8"], 3, "broken constructor"),
         (["show", "missing.json"], 2, "no such file"),
+        (["show", str(DATA)], 2, "Is a directory"),
+        (["show", str(DATA / "user_models.py")], 2, "not a shapetrace report"),
+        (["alexnet", "-o", "/nonexistent-dir/r.txt"], 2, "cannot write /nonexistent-dir/r.txt"),
+        (["resnet18", "--model-args", '{"bogus": 1}'], 2, "--model-args do not match resnet18"),
+        (["resnet18", "--depth", "0"], 2, "must be at least 1"),
+        (["check", "resnet18"], 2, "at least one --input"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_documented_exit_code(args, code, text) -> None:

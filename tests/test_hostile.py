@@ -60,3 +60,25 @@ def test_billion_parameter_decoder_is_analysed_on_meta() -> None:
     assert report.totals["params"] == expected > 1_300_000_000
     assert report.node("head").shape == [1, 1024, vocab]
     assert report.node("ids").dtype == "int64"
+
+
+def test_optional_forward_argument_left_out_is_not_traced_as_a_tensor() -> None:
+    without = shapetrace.analyze(f"{MODELS}:OptionalInput", "1x3x8x8")
+    assert without.failure is None and "fc" not in {n.name for n in without.nodes}
+    with_y = shapetrace.analyze(f"{MODELS}:OptionalInput", "1x3x8x8,y=1x10")
+    assert with_y.failure is None and with_y.node("fc").shape == [1, 4]
+    # The keyword tensor is taken literally, not completed from the first convolution.
+    assert with_y.source["input"] == ["1x3x8x8", "y=1x10"]
+    model = _load("OptionalInput").eval()
+    with torch.no_grad():
+        assert list(model(torch.randn(1, 3, 8, 8)).shape) == without.nodes[-1].shape
+        real = model(torch.randn(1, 3, 8, 8), torch.randn(1, 10))
+    assert list(real.shape) == with_y.nodes[-1].shape
+
+
+def test_training_mode_batch_norm_rejects_one_value_per_channel_as_eager_does() -> None:
+    report = shapetrace.analyze("resnet18", "32", train=True)
+    assert report.failure is not None
+    assert report.failure.node == "layer4.0.bn1"
+    assert "more than 1 value per channel" in report.failure.message
+    assert shapetrace.analyze("resnet18", "64", train=True).failure is None

@@ -124,6 +124,8 @@ _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
 def _channels_fit(module: nn.Module, x: torch.Tensor) -> bool:
     """Batch norm checks its channels; let the real kernel raise when they do not fit."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if module.training:
+            return False  # batch statistics need more than one value per channel: let it check
         expected = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
         ranks = next((r for t, r in expected.items() if isinstance(module, t)), ())
         return x.dim() in ranks and x.shape[1] == module.num_features
@@ -150,7 +152,9 @@ def propagate(
     out = ShapeResult()
     interp = _ShapeInterpreter(gm, out)
     try:
-        interp.run(*inputs)
+        # Tensors the forward creates without a device (torch.ones(...)) must be meta too.
+        with torch.device("meta"):
+            interp.run(*inputs)
     except Exception as exc:
         failed = _first_unfinished(gm, out)
         out.error = exc

@@ -137,3 +137,18 @@ class SharedBranches(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.left(x), self.right(x)
+
+
+class OptionalInput(nn.Module):
+    """A forward with an optional second input that changes the path taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x).mean((2, 3))
+        if y is not None:
+            out = out + self.fc(y)
+        return out + torch.ones(4)
