@@ -15,7 +15,7 @@ from torch import fx, nn
 from shapetrace import __version__
 from shapetrace.capture import Capture, TraceFailure, called_modules, trace
 from shapetrace.capture_hooks import HookCapture, hook_run
-from shapetrace.errors import CannotAnalyse, UsageError
+from shapetrace.errors import CannotAnalyse, UsageError, first_line
 from shapetrace.inputs import FirstLayer, TensorSpec, complete, parse
 from shapetrace.passes import PassContext, cost, receptive, sizing
 from shapetrace.passes import params as params_pass
@@ -90,7 +90,7 @@ def _is_control_flow(failure: TraceFailure) -> bool:
 
 def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
     """One line naming the construct fx could not trace, where, and what to do."""
-    text = str(failure.cause).strip().splitlines()[0] if str(failure.cause).strip() else ""
+    text = first_line(failure.cause)
     where = (
         f"in {failure.site} ({failure.module_type})"
         if failure.site
@@ -459,7 +459,7 @@ def _hook_failure(hooks: HookCapture, nodes: list[Node], traced: TraceFailure) -
     or a genuine rejection of the input."""
     error = hooks.error
     assert error is not None
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = first_line(error)
     where = hooks.failed_site or "forward"
     kind = "rejected"
     cause = text

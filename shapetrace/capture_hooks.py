@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from shapetrace.capture import is_basic_layer
+from shapetrace.passes.shapes import tensors_in
 
 
 @dataclass
@@ -42,16 +43,6 @@ class HookCapture:
     error: BaseException | None = None
     failed_site: str = ""
     failed_type: str = ""
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
 
 
 def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookCapture:
@@ -83,7 +74,7 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
                 site=site,
                 target=target,
                 module=module,
-                inputs=[producers[id(t)] for t in _tensors(inputs) if id(t) in producers],
+                inputs=[producers[id(t)] for t in tensors_in(inputs) if id(t) in producers],
             )
             pending.setdefault(id(module), []).append(call)
             result.calls.append(call)
@@ -94,7 +85,7 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
         if id(module) in leaves and pending.get(id(module)):
             call = pending[id(module)].pop()
             call.output = output
-            for tensor in _tensors(output):
+            for tensor in tensors_in(output):
                 producers[id(tensor)] = call.name
 
     handles = []

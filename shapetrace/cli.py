@@ -22,6 +22,7 @@ from shapetrace.errors import (
     EXIT_REJECTED,
     ShapetraceError,
     UsageError,
+    first_line,
 )
 from shapetrace.inputs import parse_model_args
 from shapetrace.report import Report
@@ -181,9 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        text = str(exc).strip().splitlines()
-        detail = text[0] if text else ""
-        _say(f"shapetrace: internal error: {type(exc).__name__}: {detail} (rerun with --debug)")
+        _say(
+            f"shapetrace: internal error: {type(exc).__name__}: {first_line(exc)} "
+            "(rerun with --debug)"
+        )
         return EXIT_INTERNAL
 
 
@@ -273,17 +275,29 @@ _COMMANDS = {"show": _run_show, "check": _run_check, "sweep": _run_sweep, "diff"
 
 
 def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return str(args.format)
-    if args.output:
-        suffix = Path(args.output).suffix.lower()
-        if suffix not in _SUFFIXES:
+    return output_format(args.format, args.output)
+
+
+def output_format(
+    fmt: str | None, output: str | None, suffixes: dict[str, str] | None = None
+) -> str:
+    """--format if given, else the format -o's suffix names (table when writing to stdout)."""
+    suffixes = _SUFFIXES if suffixes is None else suffixes
+    if fmt:
+        return fmt
+    if output:
+        suffix = Path(output).suffix.lower()
+        if suffix not in suffixes:
             raise UsageError(
-                f"-o {args.output}: unknown suffix '{suffix}'; use one of "
-                f"{', '.join(sorted(_SUFFIXES))} or --format"
+                f"-o {output}: unknown suffix '{suffix}'; use one of "
+                f"{', '.join(sorted(suffixes))} or --format"
             )
-        return _SUFFIXES[suffix]
+        return suffixes[suffix]
     return "table"
+
+
+# Suffixes of the text formats, for subcommands that draw no diagrams.
+TEXT_SUFFIXES = {k: v for k, v in _SUFFIXES.items() if v in TEXT_FORMATS}
 
 
 def _emit(report: Report, args: argparse.Namespace, fmt: str) -> int:

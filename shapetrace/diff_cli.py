@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 
 from shapetrace.diff import DiffResult
-from shapetrace.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from shapetrace.errors import EXIT_OK, EXIT_REJECTED
 
 FORMATS = ("table", "markdown", "json")
-_SUFFIXES = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".txt": "table"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    from shapetrace.cli import _Parser  # late: cli imports this module's caller
+    from shapetrace.cli import _Parser  # late: cli calls us
 
     parser = _Parser(
         prog="shapetrace diff",
@@ -47,8 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_diff(argv: list[str]) -> int:
     """Entry point of `shapetrace diff`; returns 0 when A and B are the same, 1 otherwise."""
+    from shapetrace.cli import TEXT_SUFFIXES, output_format
+
     args = _parser().parse_args(argv)
-    fmt = _format(args)
+    fmt = output_format(args.format, args.output, TEXT_SUFFIXES)
     from shapetrace.analysis import analyze
     from shapetrace.diff import diff_reports
     from shapetrace.inputs import parse_model_args
@@ -60,20 +61,6 @@ def run_diff(argv: list[str]) -> int:
     result = diff_reports(report_a, report_b)
     _emit(result, fmt, args.output)
     return EXIT_OK if result.same else EXIT_REJECTED
-
-
-def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return str(args.format)
-    if args.output:
-        suffix = Path(args.output).suffix.lower()
-        if suffix not in _SUFFIXES:
-            raise UsageError(
-                f"-o {args.output}: unknown suffix '{suffix}'; use one of "
-                f"{', '.join(sorted(_SUFFIXES))} or --format"
-            )
-        return _SUFFIXES[suffix]
-    return "table"
 
 
 def _emit(result: DiffResult, fmt: str, output: str | None) -> None:

@@ -32,3 +32,9 @@ class CannotAnalyse(ShapetraceError):
     """The model cannot be analysed: untraceable with every fallback, or its constructor raises."""
 
     exit_code = EXIT_CANNOT_ANALYSE
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

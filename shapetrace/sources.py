@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from shapetrace.errors import CannotAnalyse, UsageError
+from shapetrace.errors import CannotAnalyse, UsageError, first_line
 from shapetrace.inputs import TensorSpec
 
 
@@ -45,14 +45,14 @@ class ModelSource:
         except TypeError as exc:
             if self.kwargs and "keyword argument" in str(exc):
                 raise UsageError(
-                    f"--model-args do not match {self.spec}: {_first_line(exc)}"
+                    f"--model-args do not match {self.spec}: {first_line(exc)}"
                 ) from exc
             raise CannotAnalyse(
-                f"{self.spec}: the constructor raised TypeError: {_first_line(exc)}"
+                f"{self.spec}: the constructor raised TypeError: {first_line(exc)}"
             ) from exc
         except Exception as exc:
             raise CannotAnalyse(
-                f"{self.spec}: the constructor raised {type(exc).__name__}: {_first_line(exc)}"
+                f"{self.spec}: the constructor raised {type(exc).__name__}: {first_line(exc)}"
             ) from exc
         if not isinstance(model, nn.Module):
             raise UsageError(f"{self.spec} returned {type(model).__name__}, not a torch.nn.Module")
@@ -60,11 +60,6 @@ class ModelSource:
 
 
 ShapetraceErrors = (CannotAnalyse, UsageError)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -190,7 +185,7 @@ def _load_file(path_text: str) -> Any:
         raise UsageError(f"{path_text}:{exc.lineno}: syntax error: {exc.msg}") from exc
     except Exception as exc:
         raise UsageError(
-            f"{path_text}: importing it failed: {type(exc).__name__}: {_first_line(exc)}"
+            f"{path_text}: importing it failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
@@ -201,10 +196,10 @@ def _load_import_path(module_path: str) -> Any:
     try:
         return importlib.import_module(module_path)
     except ModuleNotFoundError as exc:
-        raise UsageError(f"cannot import '{module_path}': {_first_line(exc)}") from exc
+        raise UsageError(f"cannot import '{module_path}': {first_line(exc)}") from exc
     except Exception as exc:
         raise UsageError(
-            f"importing '{module_path}' failed: {type(exc).__name__}: {_first_line(exc)}"
+            f"importing '{module_path}' failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
 
 

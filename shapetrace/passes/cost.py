@@ -20,6 +20,7 @@ import torchvision.ops
 from torch import fx, nn
 
 from shapetrace.passes import PassContext
+from shapetrace.passes.shapes import tensors_in
 from shapetrace.report import Node, Report
 
 Cost = tuple[int, int]  # (macs, flops)
@@ -449,7 +450,7 @@ def node_cost(gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]) -> 
     out = values[node]
     if node.op in ("placeholder", "get_attr", "output"):
         return ZERO
-    if not _tensors(out):  # shape arithmetic: size(), getattr, int maths, asserts
+    if not tensors_in(out):  # shape arithmetic: size(), getattr, int maths, asserts
         return ZERO
     args = fx.node.map_arg(node.args, lambda a: values.get(a))
     kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
@@ -733,7 +734,7 @@ def _storage_key(tensor: torch.Tensor) -> int:
 
 
 def _storages(value: Any) -> Iterator[tuple[int, int]]:
-    for tensor in _tensors(value):
+    for tensor in tensors_in(value):
         storage = tensor.untyped_storage()
         yield int(storage._cdata), int(storage.nbytes())
 
@@ -774,28 +775,17 @@ def _prefixes(path: str | None) -> list[str]:
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    """Every tensor in a (nested) output, in order."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
 def _tensor_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
-    return _tensors(list(args) + list(kwargs.values()))
+    return tensors_in(list(args) + list(kwargs.values()))
 
 
 def _first_tensor(*values: Any) -> torch.Tensor | None:
     for value in values:
-        found = _tensors(value)
+        found = tensors_in(value)
         if found:
             return found[0]
     return None
 
 
 def _numel(value: Any) -> int:
-    return sum(t.numel() for t in _tensors(value))
+    return sum(t.numel() for t in tensors_in(value))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from shapetrace.errors import first_line
 from shapetrace.report import Failure
 
 
@@ -34,6 +35,17 @@ class ShapeResult:
     failure: Failure | None = None
     error: BaseException | None = None
     failed_node: fx.Node | None = None
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a (nested) value, in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    return []
 
 
 def summarize(value: Any) -> NodeResult:
@@ -160,7 +172,7 @@ def propagate(
         out.error = exc
         out.failed_node = failed
         if failed is None:
-            out.failure = Failure("output", None, "output", [], _first_line(exc))
+            out.failure = Failure("output", None, "output", [], first_line(exc))
         else:
             args = [out.values.get(a) for a in failed.all_input_nodes]
             module = gm.get_submodule(failed.target) if failed.op == "call_module" else None  # type: ignore[arg-type]
@@ -207,11 +219,6 @@ def op_label(node: fx.Node) -> str:
     return node.op
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(exc).__name__
-
-
 def describe_module(module: nn.Module) -> str:
     """`Linear(2048 -> 2)`, `Conv2d(3 -> 64, k=7, s=2)`, `AvgPool2d(7, 1)`."""
     kind = type(module).__name__
@@ -227,7 +234,7 @@ def describe_module(module: nn.Module) -> str:
 def explain(name: str, module: nn.Module | None, args: list[Any], exc: BaseException) -> str:
     """The cause of a break in plain words, from the module and the shapes it received."""
     first = args[0] if args else None
-    text = _first_line(exc)
+    text = first_line(exc)
     if (
         isinstance(module, nn.Linear)
         and isinstance(first, torch.Tensor)

@@ -10,12 +10,12 @@ import io
 from collections.abc import Iterable
 from typing import IO, Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from shapetrace.diff import DiffResult, ModuleOnly, NodeDiff
 from shapetrace.report import format_shape
+from shapetrace.views.table import make_console, print_table
 
 _TOTAL_LABELS = {
     "params": "Params",
@@ -125,13 +125,7 @@ def render(
     width: int | None = None,
 ) -> None:
     """Print the diff: heading, notable differences, totals, modules on one side, nodes."""
-    console = Console(
-        file=file,
-        no_color=None if color is None else not color,
-        force_terminal=color if color else None,
-        width=width,
-        highlight=False,
-    )
+    console = make_console(file, color, width)
     console.print(Text(heading(result), style="bold"))
     console.print(verdict(result))
     if result.notable:
@@ -143,14 +137,14 @@ def render(
         totals.add_column(column, justify="left" if not column else "right")
     for row in total_rows(result):
         totals.add_row(*row)
-    console.print(totals)
+    print_table(console, totals, width)
     for label, modules in (("A", result.modules_only_a), ("B", result.modules_only_b)):
         if modules:
             console.print(Text(f"Modules only in {label}", style="bold"))
             for line in module_lines(modules):
                 console.print(f"- {line}", overflow="fold")
     if result.differences:
-        console.print(build_table(result))
+        print_table(console, build_table(result), width)
     console.print(f"{result.identical} aligned nodes identical on both sides (not listed).")
 
 

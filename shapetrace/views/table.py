@@ -70,15 +70,7 @@ def render(
     width: int | None = None,
 ) -> None:
     """Print the table, totals and diagnosis. Colour follows the terminal and NO_COLOR."""
-    plain = color is False
-    console = Console(
-        file=file,
-        color_system=None if plain else "auto",
-        force_terminal=False if plain else None,
-        no_color=plain,
-        width=width,
-        highlight=False,
-    )
+    console = make_console(file, color, width)
     rows = build_rows(report, depth)
     if len(rows) > LARGE:
         # rich lays out every cell; for very large graphs aligned plain text is 100x faster.
@@ -87,7 +79,7 @@ def render(
         for line in plain_lines(report, rows):
             out.write(line + "\n")
     else:
-        _print_table(console, build_table(report, depth, rows), width)
+        print_table(console, build_table(report, depth, rows), width)
     for line in totals_lines(report):
         console.print(line, soft_wrap=True)
     for line in diagnosis_lines(report):
@@ -112,9 +104,22 @@ def plain_lines(report: Report, rows: list[Row]) -> list[str]:
     ]
 
 
-def _print_table(console: Console, table: Table, width: int | None) -> None:
+def make_console(file: IO[str] | None, color: bool | None, width: int | None) -> Console:
+    """A console that colours only on a terminal; `color=False` means no escape codes at all."""
+    plain = color is False
+    return Console(
+        file=file,
+        color_system=None if plain else "auto",
+        force_terminal=False if plain else None,
+        no_color=plain,
+        width=width,
+        highlight=False,
+    )
+
+
+def print_table(console: Console, table: Table, width: int | None) -> None:
+    """Print a table; when piped, at its natural width rather than squeezed into 80 columns."""
     if width is None and not console.is_terminal:
-        # Piped or redirected: print the whole table rather than squeeze it into 80 columns.
         natural = Measurement.get(console, console.options.update_width(10_000), table)
         console.width = max(80, natural.maximum)
     console.print(table)
