@@ -12,6 +12,13 @@ For resnet50 and codereview_resnet50:
   size, as a user would sweep; timed on 50 evenly spread sizes and scaled to 1024 unless
   `--full-sweep`. One axis only: the other costs the same again.
 - torch.export with H and W as `Dim`s (1..4096): its time and the range or guard it reports.
+
+Then the pass broken down (median of `--runs`), on those two and on two ResNet-50-sized models
+whose domains are not intervals: `resnet50_flat`, resnet50 whose fc reads the flattened
+layer4 map (2048*h*w == 100352 couples H and W: 1x49, 7x7, 49x1), and `resnet50_unet`,
+resnet50 with a decoder that upsamples and concatenates layer3..layer1 (periodic): the
+symbolic run plus the exact domain and its bounds (coupled combinations included), the
+shape formulas of every node, and the aligned sizes.
 Never part of CI: the figures depend on the machine (it is shared: check `uptime`).
 """
 
@@ -74,6 +81,101 @@ def shapetrace_domain(name: str, runs: int) -> tuple[float, float, dict[str, Any
     whole = median_seconds(lambda: shapetrace.analyze(name), max(3, runs // 2))
     assert report.domain is not None
     return pass_alone, whole, {k: report.domain[k] for k in ("H", "W")}
+
+
+class _FlatHead:
+    """resnet50 whose fc reads the flattened layer4 map (as hand-written nets often do)."""
+
+    @staticmethod
+    def build() -> Any:
+        import torch
+        import torchvision
+        from torch import nn
+
+        with torch.device("meta"):
+            model = torchvision.models.resnet50(weights=None)
+            model.avgpool = nn.Identity()
+            model.fc = nn.Linear(2048 * 7 * 7, 1000)
+        return model.eval()
+
+
+class _UNetHead:
+    """resnet50's trunk with a decoder: each stage upsampled 2x and concatenated with the
+    encoder map of that resolution, so sizes must halve evenly (a periodic domain)."""
+
+    @staticmethod
+    def build() -> Any:
+        import torch
+        import torchvision
+        from torch import nn
+
+        class ResNetUNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                trunk = torchvision.models.resnet50(weights=None)
+                self.stem = nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool)
+                self.layers = nn.ModuleList([trunk.layer1, trunk.layer2, trunk.layer3])
+                self.layer4 = trunk.layer4
+                self.up = nn.Upsample(scale_factor=2)
+                self.fuse = nn.ModuleList(
+                    [nn.Conv2d(c, c // 2, 1) for c in (2048 + 1024, 1536 + 512, 1024 + 256)]
+                )
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                x = self.stem(x)
+                skips = []
+                for layer in self.layers:
+                    x = layer(x)
+                    skips.append(x)
+                x = self.layer4(x)
+                for fuse in self.fuse:
+                    x = fuse(torch.cat([self.up(x), skips.pop()], 1))
+                return x
+
+        with torch.device("meta"):
+            return ResNetUNet().eval()
+
+
+BREAKDOWN = {
+    "resnet50": lambda: "resnet50",
+    "codereview_resnet50": lambda: "codereview_resnet50",
+    "resnet50_flat": _FlatHead.build,
+    "resnet50_unet": _UNetHead.build,
+}
+
+
+def pass_breakdown(name: str, runs: int) -> dict[str, Any]:
+    """Median ms of the pass and of its parts on one model, and what they found."""
+    import shapetrace
+    from shapetrace.passes import sizing
+    from shapetrace.passes.sizing import SizeAnalysis
+    from shapetrace.passes.sizing.formulas import FormulaWriter, aligned_sets
+
+    contexts: list[Any] = []
+    original = sizing.run
+
+    def keep(context: Any) -> None:
+        contexts.append(context)
+        original(context)
+
+    sizing.run = keep  # type: ignore[assignment]
+    try:
+        report = shapetrace.analyze(BREAKDOWN[name](), "1x3x224x224")
+    finally:
+        sizing.run = original  # type: ignore[assignment]
+    context = contexts[0]
+    analysis = SizeAnalysis(context)
+    assert report.domain is not None
+    kinds = sorted({b["kind"] for b in report.domain["bounds"]})
+    return {
+        "pass": median_seconds(lambda: original(context), runs) * 1000,
+        "domain": median_seconds(lambda: SizeAnalysis(context).domain(), runs) * 1000,
+        "formulas": median_seconds(lambda: FormulaWriter(analysis).shapes(), runs) * 1000,
+        "aligned": median_seconds(lambda: aligned_sets(analysis), runs) * 1000,
+        "nodes": len(report.nodes),
+        "found": f"H {report.domain['H']}, bounds {', '.join(kinds) or 'none'}, "
+        f"aligned {report.aligned_multiple}",
+    }
 
 
 def brute_force(name: str, full: bool) -> tuple[float, str, list[list[int]]]:
@@ -168,6 +270,16 @@ def main() -> None:
         print(f"{'':<22}{'brute-force meta sweep H=1..1024':<36}{sweep:>9.1f}s  ({how}) H {swept}")
         print(
             f"{'':<22}{'torch.export, Dim H, W in 1..4096':<36}{export_s:>9.1f}s  {export_result}"
+        )
+
+    print(
+        f"\n{'model':<22}{'nodes':>6}{'pass':>9}{'domain':>9}{'formulas':>10}{'aligned':>9}  found"
+    )
+    for name in BREAKDOWN:
+        b = pass_breakdown(name, args.runs)
+        print(
+            f"{name:<22}{b['nodes']:>6}{b['pass']:>7.1f}ms{b['domain']:>7.1f}ms"
+            f"{b['formulas']:>8.1f}ms{b['aligned']:>7.1f}ms  {b['found']}"
         )
 
 

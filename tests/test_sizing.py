@@ -360,7 +360,9 @@ def test_codereview_fc_and_fixed_pool_are_bound_and_the_verdict_names_the_fix(
     assert codereview.module("layer_4").depends_on_input == "fixed"
     assert codereview.verdict == (
         "fc_layer expects 2048 features, which arrive only when layer_5 is 7x7: accepts H, W "
-        "in [193, 224]. Fix: replace avgpool = AvgPool2d(7, 1) with AdaptiveAvgPool2d((1, 1))."
+        "in [193, 224]. Fix: replace avgpool = AvgPool2d(7, 1) with AdaptiveAvgPool2d((1, 1)). "
+        "Feature maps divide evenly when H and W are multiples of 32; of the accepted sizes, "
+        "only 224 is."
     )
     bounds = {(b["axis"], b["kind"]): b["node"] for b in codereview.domain["bounds"]}
     assert bounds[("H", "min")] == "avgpool" and bounds[("H", "max")] == "fc_layer"
@@ -389,7 +391,8 @@ def test_resnet50_has_no_bound_node_and_accepts_every_size_from_1(resnet50: Repo
     assert resnet50.module("layer4").depends_on_input == "scales"
     assert resnet50.verdict == (
         "Fully convolutional up to avgpool; AdaptiveAvgPool2d((1, 1)) gives fc 2048 features "
-        "at any size: accepts every H, W >= 1."
+        "at any size: accepts every H, W >= 1. Feature maps divide evenly when H and W are "
+        "multiples of 32."
     )
     model = on_meta("resnet50")
     for axis in ("H", "W"):

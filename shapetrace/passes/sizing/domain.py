@@ -1,0 +1,333 @@
+"""The accepted domain per axis, per-node dependence on the input size, and the bounds that
+explain each edge of the domain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from torch import fx
+
+from shapetrace.passes import PassContext
+from shapetrace.passes.sizing.coupling import Combination, Coupling, coupled
+from shapetrace.passes.sizing.expr import Evaluator, Poly, Unknown
+from shapetrace.passes.sizing.formulas import FormulaWriter
+from shapetrace.passes.sizing.intset import IntSet
+from shapetrace.passes.sizing.propagate import Propagator
+from shapetrace.passes.sizing.solver import Solver
+from shapetrace.passes.sizing.tensors import BATCH, KIND_TEXT, Constraint, flat_args
+
+
+class SizeAnalysis:
+    """The accepted sizes per axis, each with the other axes at a reference size that is
+    accepted (the analysed input when it is), and what limits them."""
+
+    def __init__(self, context: PassContext) -> None:
+        self.context = context
+        self.prop = Propagator(context)
+        self.prop.run()
+        self.axes = self.prop.axes
+        self.constraints = self.prop.constraints
+        unique: dict[str, Constraint] = {}
+        for c in self.constraints:
+            unique.setdefault(c.key, c)
+        self.unique = list(unique.values())
+        self.env0 = self.prop.env0
+        self.reference = self._reference()
+        self.sets: dict[str, IntSet] = {}
+        self.solvers: dict[str, Solver] = {}
+        self.left_out: list[Constraint] = []
+        for axis in self.axes:
+            solver = Solver({axis}, {k: v for k, v in self.reference.items() if k != axis})
+            found, left = solver.solve(self.unique)
+            self.sets[axis], self.solvers[axis] = found, solver
+            self.left_out += [c for c in left if c not in self.left_out]
+        # The sizes each axis's own constraints allow, whatever the other axes: at the
+        # reference batch (`own`, where coupled constraints pick their combinations) and at
+        # any batch (`free`, where formulas may be simplified).
+        self._bounds: list[dict[str, Any]] | None = None
+        self.own: dict[str, IntSet] = {}
+        self.free: dict[str, IntSet] = {}
+        for axis in self.axes:
+            solver = self.solvers[axis]
+            self.own[axis], _ = solver.solve(c for c in self.unique if not c.vars - {axis, BATCH})
+            self.free[axis], _ = solver.solve(c for c in self.unique if not c.vars - {axis})
+
+    def first_failure(self, env: dict[str, int]) -> Constraint | None:
+        """The first constraint, in graph order, that the sizes in `env` violate."""
+        ev = Evaluator(env)
+        for c in self.constraints:
+            if c.opaque:
+                continue
+            try:
+                if not c.holds(ev):
+                    return c
+            except Unknown:
+                continue
+        return None
+
+    def _reference(self) -> dict[str, int]:
+        env = dict(self.env0)
+        if not self.axes or self.first_failure(env) is None:
+            return env
+        # Try equal sizes on the frame axes first (the usual square input), then move one
+        # axis at a time to its nearest accepted size.
+        frame = [a for a in self.axes if a != "T"]
+        solver = Solver(frame, {k: v for k, v in env.items() if k not in frame})
+        square, _ = solver.solve(self.unique)
+        near = square.nearest(max(env[a] for a in frame))
+        if near is not None:
+            candidate = {**env, **dict.fromkeys(frame, near)}
+            if self.first_failure(candidate) is None:
+                return candidate
+        for _ in range(2):
+            for axis in self.axes:
+                fixed = {k: v for k, v in env.items() if k != axis}
+                found, _ = Solver({axis}, fixed).solve(self.unique)
+                near = found.nearest(env[axis])
+                if near is not None:
+                    env[axis] = near
+            if self.first_failure(env) is None:
+                return env
+        return dict(self.env0)
+
+    # -- per node ------------------------------------------------------------------------
+    def samples(self, axis: str) -> list[int]:
+        segments = self.sets[axis].segments()
+        if not segments:
+            return [1, 2, 3, 1 << 20]
+        points = set()
+        for lo, hi, step in segments:
+            points.add(lo)
+            points.add(hi if hi is not None else lo + step * (1 << 20))
+        return sorted(points)
+
+    def varies(self, dims: Sequence[Poly]) -> bool:
+        """Does any of these sizes change over the accepted sizes?"""
+        for axis in self.axes:
+            if not any(axis in d.vars for d in dims):
+                continue
+            solver, seen = self.solvers[axis], None
+            for n in self.samples(axis):
+                try:
+                    values = tuple(solver.value(d, n) for d in dims)
+                except Unknown:
+                    break
+                if seen is None:
+                    seen = values
+                elif values != seen:
+                    return True
+        return False
+
+    def dependence(self) -> dict[fx.Node, str]:
+        bound = {c.node for c in self.constraints if c.binding}
+        out: dict[fx.Node, str] = {}
+        for node, value in self.prop.values.items():
+            if node in bound:
+                out[node] = "bound"
+                continue
+            dims = [d for t in flat_args(value) for d in t.shape]
+            if dims and not any(d.opaque for d in dims):
+                out[node] = "scales" if self.varies(dims) else "fixed"
+        return out
+
+    # -- bounds --------------------------------------------------------------------------
+    def env_at(self, axis: str, n: int) -> dict[str, int]:
+        return {**self.reference, axis: n}
+
+    def why(self, axis: str, n: int) -> Constraint | None:
+        return self.first_failure(self.env_at(axis, n))
+
+    def message(self, c: Constraint, env: dict[str, int]) -> str:
+        ev = Evaluator(env)
+        try:
+            return c.message(ev.poly)
+        except Unknown:
+            return f"{self.prop.names.get(c.node, c.node.name)}: {KIND_TEXT[c.kind]}"
+
+    def bounds(self) -> list[dict[str, Any]]:
+        """What limits the domain: each edge and step per axis, the constraints that couple
+        axes, and what is not followed exactly (computed once)."""
+        if self._bounds is None:
+            self._bounds = self._find_bounds()
+        return self._bounds
+
+    def _find_bounds(self) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        names = self.prop.names
+        for axis in self.axes:
+            found = self.sets[axis]
+            segments = found.segments()
+            if not segments:
+                c = self.why(axis, self.reference[axis])
+                if c is not None:
+                    entries.append(
+                        self._entry(
+                            c,
+                            axis,
+                            f"no {axis} is accepted",
+                            self.env_at(axis, self.reference[axis]),
+                            "none",
+                        )
+                    )
+                continue
+            edges: list[tuple[str, int, int]] = []
+            for lo, hi, step in segments:
+                if step > 1:
+                    edges.append((f"{axis} steps by {step} from {lo}", lo + 1, lo))
+                    continue
+                if lo > 1 and not found.contains(lo - 1):
+                    edges.append((f"{axis} >= {lo}", lo - 1, lo))
+                if hi is not None and not found.contains(hi + 1):
+                    edges.append((f"{axis} <= {hi}", hi + 1, hi))
+            for text, n, value in edges[:8]:
+                c = self.why(axis, n)
+                if c is None:
+                    continue
+                kind = "periodic" if "steps" in text else "min" if ">=" in text else "max"
+                env = self.env_at(axis, n)
+                entry = self._entry(c, axis, f"{text}: at {axis} = {n}", env, kind)
+                entry["value"] = value
+                entries.append(entry)
+        entries += self._coupled()
+        for node, text in self.prop.notes:
+            entries.append(
+                {
+                    "node": names.get(node, node.name),
+                    "axis": "*",
+                    "constraint": text,
+                    "kind": "inexact",
+                }
+            )
+        for c in self.left_out:
+            entries.append(
+                {
+                    "node": names.get(c.node, c.node.name),
+                    "axis": "*",
+                    "constraint": f"not followed exactly: {c.lhs} {c.rel} {c.rhs}",
+                    "kind": "inexact",
+                }
+            )
+        return entries
+
+    def _coupled(self) -> list[dict[str, Any]]:
+        """One entry per node whose constraints tie axes together: the constraints as a
+        formula and, for two axes, the exact combinations of sizes the node admits."""
+        groups: dict[tuple[fx.Node, tuple[str, ...]], list[Constraint]] = {}
+        for c in self.unique:
+            spatial = tuple(a for a in self.axes if a in c.vars)
+            if len(spatial) > 1 and not c.opaque:
+                groups.setdefault((c.node, spatial), []).append(c)
+        writer = FormulaWriter(self, everywhere=True)
+        entries = []
+        for (node, spatial), group in groups.items():
+            found = Coupling(self, spatial, group).combinations() if len(spatial) == 2 else None
+            if found is not None and not coupled(found, spatial[1]):
+                continue
+            if found is None and not any(self._couples(c, list(spatial)) for c in group):
+                continue
+            conditions = [writer.constraint(c) for c in group]
+            formula = (
+                " and ".join(f"({t})" if " or " in t else t for t in conditions if t)
+                if all(conditions)
+                else None
+            )
+            text = formula or " and ".join(f"{c.lhs} {c.rel} {c.rhs}" for c in group)
+            entry: dict[str, Any] = {
+                "node": self.prop.names.get(node, node.name),
+                "axis": ",".join(spatial),
+                "constraint": f"couples {' and '.join(spatial)}: {text}; {_admits(found)}",
+                "kind": "coupled",
+            }
+            if formula:
+                entry["formula"] = formula
+            if found is not None:
+                entry["combinations"] = [_combination(c) for c in found[:MAX_LISTED]]
+                if len(found) > MAX_LISTED:
+                    entry["omitted"] = len(found) - MAX_LISTED
+                entry["sets"] = {
+                    axis: _segments(_union(c.sets[axis] for c in found)) for axis in spatial
+                }
+            entries.append(entry)
+        return entries
+
+    def _couples(self, c: Constraint, spatial: list[str]) -> bool:
+        """Would another size of one axis let `c` accept other sizes of another axis?
+        (`h * w == 24` does: 4x6, 3x8, ...; `2048 * h * w == 2048` does not: 1x1 only.)"""
+        for axis in spatial:
+            try:
+                base = self.solvers[axis].allowed(c)
+            except Unknown:
+                return True
+            for other in spatial:
+                if other == axis:
+                    continue
+                # Probe sizes of `other` that its own constraints allow (a negative map size
+                # times a negative one would satisfy a product spuriously).
+                alone = [x for x in self.unique if axis not in x.vars]
+                own, _ = Solver(
+                    {other}, {k: v for k, v in self.reference.items() if k != other}
+                ).solve(alone)
+                ref = self.reference[other]
+                probes = {*range(1, 17), *(ref * k // 8 for k in range(1, 33))} - {0, ref}
+                for n in sorted(p for p in probes if own.contains(p)):
+                    fixed = {k: v for k, v in self.reference.items() if k != axis}
+                    fixed[other] = n
+                    try:
+                        moved = Solver({axis}, fixed).allowed(c)
+                    except Unknown:
+                        return True
+                    if base is None or moved is None:
+                        return True
+                    if not moved.is_empty() and moved.segments() != base.segments():
+                        return True
+        return False
+
+    def _entry(
+        self, c: Constraint, axis: str, text: str, env: dict[str, int], kind: str
+    ) -> dict[str, Any]:
+        return {
+            "node": self.prop.names.get(c.node, c.node.name),
+            "axis": axis,
+            "constraint": f"{text}, {self.message(c, env)}",
+            "kind": kind,
+        }
+
+    def domain(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for axis in self.axes:
+            data[axis] = _segments(self.sets[axis])
+        data["bounds"] = self.bounds()
+        data["at"] = {a: self.reference[a] for a in self.axes}
+        return data
+
+
+MAX_LISTED = 64  # combinations listed in a coupled bound
+
+
+def _segments(found: IntSet) -> list[list[int | None]]:
+    """A set as the report writes it: `[lo, hi]`, or `[lo, hi, step]` for a progression."""
+    return [[lo, hi] if step == 1 else [lo, hi, step] for lo, hi, step in found.segments()]
+
+
+def _union(sets: Iterable[IntSet]) -> IntSet:
+    out = IntSet.empty()
+    for s in sets:
+        out = out.union(s)
+    return out
+
+
+def _combination(c: Combination) -> dict[str, Any]:
+    entry: dict[str, Any] = {axis: _segments(s) for axis, s in c.sets.items()}
+    if c.map is not None:
+        entry["map"] = list(c.map)
+    return entry
+
+
+def _admits(found: list[Combination] | None) -> str:
+    if found is None:
+        return "each axis's set holds with the other axes at the reference size"
+    maps = [c.map for c in found]
+    if len(found) <= 12 and all(m is not None for m in maps):
+        return "admits maps " + ", ".join(f"{m[0]}x{m[1]}" for m in maps if m is not None)
+    return f"admits {len(found)} combinations of sizes (see combinations)"
