@@ -532,3 +532,22 @@ def test_snapshot_codereview_resnet50_bound_nodes(snap_compare: Any) -> None:
 def test_snapshot_help(snap_compare: Any) -> None:
     app = ShapetraceApp(saved_report("resnet50", 448))
     assert snap_compare(app, press=["question_mark"], terminal_size=(80, 24))
+
+
+@run_async
+async def test_twenty_thousand_node_graph_opens_collapsed_then_deepens() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_views import _chain
+
+    from shapetrace.views.tui.app import ROW_LIMIT
+
+    report = _chain(10_001)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.query_one("#table", DataTable)
+        assert app.depth == 1 and table.row_count <= ROW_LIMIT
+        assert [app.outline.rows[i].name for i in app.visible_rows] == ["x", "body"]
+        await pilot.press("d")  # one level deeper: every block as a row
+        await pilot.pause()
+        assert table.row_count == 1 + 1 + 10_001

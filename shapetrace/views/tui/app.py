@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from shapetrace.errors import ShapetraceError, UsageError
 from shapetrace.report import Report
+from shapetrace.views.tree import build_rows
 from shapetrace.views.tui.details import depth_text, details_text, header_text, loading_header
 from shapetrace.views.tui.export import default_name, export
 from shapetrace.views.tui.outline import FAILED_STYLE, Outline, depth_cycle
@@ -35,6 +36,21 @@ from shapetrace.views.tui.request import (
 from shapetrace.views.tui.screens import ExportScreen, HelpScreen
 
 RowIndex = int
+
+
+# Beyond this many rows the table opens collapsed (press d to go deeper): a DataTable lays out
+# every row it holds, so a 20,000-node graph would take seconds per refresh.
+ROW_LIMIT = 2000
+
+
+def fitting_depth(report: Report) -> int | None:
+    """None (everything) when the graph is small, else the deepest depth that fits ROW_LIMIT."""
+    if len(report.nodes) <= ROW_LIMIT:
+        return None
+    depth = 1
+    while len(build_rows(report, depth + 1)) <= ROW_LIMIT and depth < 32:
+        depth += 1
+    return depth
 
 
 class ShapetraceApp(App[None]):
@@ -183,6 +199,8 @@ class ShapetraceApp(App[None]):
     def _show(self, report: Report) -> None:
         """Show `report`, keeping the selected row, the collapsed groups and the filter."""
         keep = self._selection_key()
+        if self.outline is None and self.depth is None:
+            self.depth = fitting_depth(report)
         self.report = report
         self.outline = Outline.build(report, self.depth)
         self._update_header()
