@@ -55,7 +55,6 @@ class Capture:
     names: dict[fx.Node, str]
     sites: dict[fx.Node, str]
     calls: Counter[str]
-    site_modules: dict[str, nn.Module]
     module_outputs: dict[str, Any]
     called: set[int]
     used_tensors: set[int] = field(default_factory=set)
@@ -89,7 +88,6 @@ class _NamingTracer(fx.Tracer):
         self.names: dict[fx.Node, str] = {}
         self.sites: dict[fx.Node, str] = {}
         self.calls: Counter[str] = Counter()
-        self.site_modules: dict[str, nn.Module] = {"": root}
         self.module_outputs: dict[str, Any] = {}
         self.called: set[int] = {id(root)}
         self.used_tensors: set[int] = set()
@@ -116,7 +114,6 @@ class _NamingTracer(fx.Tracer):
         self._scope_name, self._scope_site, self._scope_module = name, site, m
         self.called.add(id(m))
         self.calls[site] += 1
-        self.site_modules.setdefault(site, m)
         try:
             if self.is_leaf_module(m, name):
                 out = self.create_proxy("call_module", name, args, kwargs)
@@ -214,7 +211,6 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
         names=names,
         sites=sites,
         calls=tracer.calls,
-        site_modules=tracer.site_modules,
         module_outputs=outputs,
         called=tracer.called,
         used_tensors=tracer.used_tensors,

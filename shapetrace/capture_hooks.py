@@ -39,7 +39,6 @@ class HookCapture:
     calls: list[HookCall] = field(default_factory=list)
     module_calls: Counter[str] = field(default_factory=Counter)
     module_outputs: dict[str, Any] = field(default_factory=dict)
-    site_modules: dict[str, nn.Module] = field(default_factory=dict)
     error: BaseException | None = None
     failed_site: str = ""
     failed_type: str = ""
@@ -64,7 +63,6 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
                 break
         stack.append((site, module))
         result.module_calls[site] += 1
-        result.site_modules.setdefault(site, module)
         if id(module) in leaves:
             target = paths.get(id(module), site)
             index = counts[target]

@@ -33,8 +33,6 @@ class ShapeResult:
     results: dict[fx.Node, NodeResult] = field(default_factory=dict)
     values: dict[fx.Node, Any] = field(default_factory=dict)
     failure: Failure | None = None
-    error: BaseException | None = None
-    failed_node: fx.Node | None = None
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
@@ -169,8 +167,6 @@ def propagate(
             interp.run(*inputs)
     except Exception as exc:
         failed = _first_unfinished(gm, out)
-        out.error = exc
-        out.failed_node = failed
         if failed is None:
             out.failure = Failure("output", None, "output", [], first_line(exc))
         else:
