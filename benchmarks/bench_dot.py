@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from timing import median_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def median_seconds(call: Callable[[], object], runs: int) -> float:
-    """Median wall time of `runs` calls after one warm-up."""
-    call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -25,27 +25,16 @@ Never part of CI: the figures depend on the machine (it is shared: check `uptime
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from timing import median_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("resnet50", "codereview_resnet50")
-
-
-def median_seconds(call: Callable[[], object], runs: int) -> float:
-    """Median wall time of `runs` calls after one warm-up."""
-    call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build(name: str, device: str) -> Any:

@@ -18,7 +18,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_sizing import Generated, LeNet, assert_domain_matches, heads, layers, members, runs
+from test_sizing import (
+    Generated,
+    LeNet,
+    UNet,
+    assert_domain_matches,
+    heads,
+    layers,
+    members,
+    runs,
+)
 from torch import nn
 
 import shapetrace
@@ -210,30 +219,8 @@ def test_shape_formulas_hold_at_twenty_random_accepted_sizes(name: str) -> None:
 # -- a periodic domain ----------------------------------------------------------------------
 
 
-class UNet4(nn.Module):
-    """Four 2x poolings, then upsampling concatenated with the skips: multiples of 16 only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inc = nn.Conv2d(1, 2, 3, padding=1)
-        self.downs = nn.ModuleList([nn.Conv2d(2, 2, 3, padding=1) for _ in range(4)])
-        self.ups = nn.ModuleList([nn.Conv2d(4, 2, 3, padding=1) for _ in range(4)])
-        self.pool = nn.MaxPool2d(2)
-        self.up = nn.Upsample(scale_factor=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.inc(x)
-        skips = []
-        for down in self.downs:
-            skips.append(x)
-            x = down(self.pool(x))
-        for up in self.ups:
-            x = up(torch.cat([self.up(x), skips.pop()], 1))
-        return x
-
-
 def test_unet_accepts_multiples_of_16_and_its_formulas_follow_the_pooling() -> None:
-    model = UNet4().eval()
+    model = UNet(levels=4, in_channels=1, width=2).eval()
     report = shapetrace.analyze(model, "1x1x64x48")
     assert report.domain is not None
     assert report.domain["H"] == [[16, None, 16]] and report.domain["W"] == [[16, None, 16]]
@@ -245,7 +232,7 @@ def test_unet_accepts_multiples_of_16_and_its_formulas_follow_the_pooling() -> N
     assert report.node("downs.3").shape_formula == ["N", "2", "floor(H/16)", "floor(W/16)"]
     assert report.node("ups.0").shape_formula == ["N", "2", "floor(H/8)", "floor(W/8)"]
     assert report.node("ups.3").shape_formula == ["N", "2", "H", "W"]
-    real = UNet4().eval()
+    real = UNet(levels=4, in_channels=1, width=2).eval()
     for h, w in ((16, 32), (48, 16), (112, 80)):
         assert assert_formulas_match(model, report, {"H": h, "W": w}) == len(report.nodes)
         with torch.no_grad():

@@ -192,13 +192,14 @@ def test_axes_with_different_arithmetic_get_different_exact_domains() -> None:
 
 
 class UNet(nn.Module):
-    """Three 2x poolings, then upsampling concatenated with the skips: multiples of 8 only."""
+    """`levels` 2x poolings, then upsampling concatenated with the skips: only multiples of
+    2**levels are accepted."""
 
-    def __init__(self) -> None:
+    def __init__(self, levels: int = 3, in_channels: int = 3, width: int = 4) -> None:
         super().__init__()
-        self.inc = nn.Conv2d(3, 4, 3, padding=1)
-        self.downs = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1) for _ in range(3)])
-        self.ups = nn.ModuleList([nn.Conv2d(8, 4, 3, padding=1) for _ in range(3)])
+        self.inc = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.downs = nn.ModuleList([nn.Conv2d(width, width, 3, padding=1) for _ in range(levels)])
+        self.ups = nn.ModuleList([nn.Conv2d(2 * width, width, 3, padding=1) for _ in range(levels)])
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2)
 
