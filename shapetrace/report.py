@@ -24,6 +24,7 @@ _OPTIONAL_NODE_FIELDS = (
     "macs",
     "flops",
     "activation_bytes",
+    "missing",
 )
 _OPTIONAL_MODULE_FIELDS = ("rf", "depends_on_input", "macs", "flops")
 
@@ -50,6 +51,14 @@ class Node:
     macs: int | None = None
     flops: int | None = None
     activation_bytes: int | None = None
+    # Why a pass left one of its fields unset on this node: {"macs": "no cost formula for ..."}.
+    missing: dict[str, str] | None = None
+
+    def why_missing(self, field_name: str, reason: str) -> None:
+        """Record why a pass could not fill `field_name` ("rf", "macs", "shape_formula")."""
+        if self.missing is None:
+            self.missing = {}
+        self.missing.setdefault(field_name, reason)
 
     def to_dict(self) -> dict[str, Any]:
         """Core keys always; pass results only once computed."""
