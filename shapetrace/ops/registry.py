@@ -234,9 +234,6 @@ _UNARY_MATH = (
     "isinf",
     "isfinite",
     "exp2",
-    "sigmoid",
-    "tanh",
-    "relu",
 )
 _BINARY_MATH = (
     "add",
@@ -312,7 +309,8 @@ def _elementwise_methods() -> tuple[Spelling, ...]:
               "__truediv__", "__rtruediv__", "__neg__", "__pow__", "__eq__", "__ne__",
               "__lt__", "__le__", "__gt__", "__ge__", "hardswish", "gelu", "silu", "relu6",
               "leaky_relu", "softplus", "fill_", "zero_", "normal_", "uniform_", "bernoulli",
-              "bernoulli_", "copy_", "type_as", "lerp_", "sigmoid_", "relu_"}  # fmt: skip
+              "bernoulli_", "copy_", "lerp_", "sigmoid", "sigmoid_", "relu", "relu_",
+              "tanh", "tanh_"}  # fmt: skip
     return _m(*sorted(names))
 
 
@@ -340,6 +338,7 @@ _TABLE: tuple[Op, ...] = (
             "cuda",
             "requires_grad_",
             "detach_",
+            "type_as",
         ),
         aten=("clone", "detach", "alias", "_to_copy", "lift_fresh_copy", "contiguous"),
     ),
@@ -398,7 +397,10 @@ _TABLE: tuple[Op, ...] = (
             "F.elu_",
             "F.leaky_relu_",
             "F.hardtanh_",
+            "torch.relu",
             "torch.relu_",
+            "torch.sigmoid",
+            "torch.tanh",
             "torch.sigmoid_",
             "torch.selu",
             "torch.celu",
@@ -434,7 +436,7 @@ _TABLE: tuple[Op, ...] = (
         functions=_sp(
             *(f"operator.{n}" for n in _OPERATORS),
             *(f"torch.{n}" for n in (*_UNARY_MATH, *_BINARY_MATH)),
-            *(f"torch.{n}_" for n in ("exp", "sigmoid", "clamp", "relu", "tanh")),
+            *(f"torch.{n}_" for n in ("exp", "clamp")),
         ),
         methods=_elementwise_methods(),
         aten=(
@@ -838,7 +840,7 @@ _TABLE: tuple[Op, ...] = (
         params=("input", "index"),
         functions=_sp("operator.getitem"),
         methods=_m("__getitem__"),
-        aten=("slice", "select", "index", "alias"),
+        aten=("slice", "select", "index"),
     ),
     Op(
         "narrow",
