@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import operator
-import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -83,11 +82,6 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _is_control_flow(failure: TraceFailure) -> bool:
-    text = str(failure.cause)
-    return "control flow" in text or ("Proxy" in text and "bool" in text) or "iterate" in text
-
-
 def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
     """One line naming the construct fx could not trace, where, and what to do."""
     text = first_line(failure.cause)
@@ -96,7 +90,7 @@ def diagnose_trace_failure(spec: str, failure: TraceFailure) -> str:
         if failure.site
         else f"in {failure.module_type}.forward()"
     )
-    if _is_control_flow(failure):
+    if failure.control_flow:
         construct = "Python control flow that depends on a tensor's value"
     else:
         construct = f"{type(failure.cause).__name__}: {text}"
@@ -451,26 +445,20 @@ def _hook_nodes(hooks: HookCapture) -> list[Node]:
     return nodes
 
 
-_VALUE_DEPENDENT = ("meta tensor", "data-dependent", "data-independent", "nonzero", "item()")
-
-
 def _hook_failure(hooks: HookCapture, nodes: list[Node], traced: TraceFailure) -> Failure:
-    """Where the eager meta run stopped: a value-dependent op we cannot follow (unsupported),
-    or a genuine rejection of the input."""
+    """Where the eager meta run stopped: an op the meta run cannot follow (unsupported), or a
+    genuine rejection of the input."""
     error = hooks.error
     assert error is not None
-    text = first_line(error)
     where = hooks.failed_site or "forward"
     kind = "rejected"
-    cause = text
-    if any(marker in text for marker in _VALUE_DEPENDENT):
+    cause = first_line(error)
+    if hooks.fault is not None:
         kind = "unsupported"
-        op = re.search(r"(torch\.\w+\(\)|Tensor\.\w+\(\))", text)
-        op_text = op.group(1) if op else "an op"
-        if _is_control_flow(traced):
-            cause = f"Python control flow that depends on a tensor's value ({op_text})"
+        if traced.control_flow and hooks.fault.reason == "value":
+            cause = "Python control flow that depends on a tensor's value (bool() of a tensor)"
         else:
-            cause = f"{op_text} depends on tensor values, which shapes alone cannot give"
+            cause = hooks.fault.describe()
         cause += "; the modules before it are reported"
     failing = next(
         (n.name for n in nodes if n.module == hooks.failed_site and n.shape is None), where

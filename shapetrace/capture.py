@@ -8,6 +8,7 @@ module was reached, so a module shared by several parents shows up inside each o
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections import Counter
@@ -18,6 +19,8 @@ from typing import Any
 import torch
 import torchvision.ops
 from torch import fx, nn
+
+from shapetrace.errors import caused_by
 
 _FX_SUFFIX = re.compile(r"^(.+)_[0-9]+$")
 
@@ -68,13 +71,20 @@ class Capture:
 
 
 class TraceFailure(Exception):
-    """fx could not trace the model; `site` names the module being traced when it failed."""
+    """fx could not trace the model; `site` names the module being traced when it failed.
 
-    def __init__(self, cause: BaseException, site: str, module_type: str) -> None:
+    `control_flow` says that the trace stopped because the forward used a traced value as a
+    condition or iterated over it (fx asked the tracer for a bool or an iterator of a Proxy).
+    """
+
+    def __init__(
+        self, cause: BaseException, site: str, module_type: str, control_flow: bool = False
+    ) -> None:
         super().__init__(str(cause))
         self.cause = cause
         self.site = site
         self.module_type = module_type
+        self.control_flow = control_flow
 
 
 class _NamingTracer(fx.Tracer):
@@ -92,6 +102,32 @@ class _NamingTracer(fx.Tracer):
         self.called: set[int] = {id(root)}
         self.used_tensors: set[int] = set()
         self.failed_at: tuple[str, str] | None = None
+        # What ended the trace, told apart by where it was raised rather than by its message.
+        self.control_flow: BaseException | None = None
+        self.own_error: BaseException | None = None
+
+    @contextlib.contextmanager
+    def _own_code(self) -> Iterator[None]:
+        """Marks an error in this tracer's bookkeeping as shapetrace's, not the model's."""
+        try:
+            yield
+        except Exception as exc:
+            self.own_error = exc
+            raise
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        try:
+            return super().to_bool(obj)
+        except Exception as exc:
+            self.control_flow = exc
+            raise
+
+    def iter(self, obj: fx.Proxy) -> Iterator[Any]:
+        try:
+            return super().iter(obj)
+        except Exception as exc:
+            self.control_flow = exc
+            raise
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, _TORCHVISION_LEAVES) or super().is_leaf_module(
@@ -109,11 +145,12 @@ class _NamingTracer(fx.Tracer):
         self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         name = self.path_of_module(m)
-        site = self._site_of(m, name)
-        saved = (self._scope_name, self._scope_site, self._scope_module)
-        self._scope_name, self._scope_site, self._scope_module = name, site, m
-        self.called.add(id(m))
-        self.calls[site] += 1
+        with self._own_code():
+            site = self._site_of(m, name)
+            saved = (self._scope_name, self._scope_site, self._scope_module)
+            self._scope_name, self._scope_site, self._scope_module = name, site, m
+            self.called.add(id(m))
+            self.calls[site] += 1
         try:
             if self.is_leaf_module(m, name):
                 out = self.create_proxy("call_module", name, args, kwargs)
@@ -129,8 +166,9 @@ class _NamingTracer(fx.Tracer):
             self._scope_name, self._scope_site, self._scope_module = saved
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
-        if isinstance(attr_val, torch.Tensor):
-            self.used_tensors.add(id(attr_val))
+        with self._own_code():
+            if isinstance(attr_val, torch.Tensor):
+                self.used_tensors.add(id(attr_val))
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_node(  # type: ignore[override]
@@ -146,12 +184,13 @@ class _NamingTracer(fx.Tracer):
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if kind == "output":
             return node
-        if kind == "get_attr" and isinstance(target, str):
-            tensor = _lookup(self.root, target)
-            if isinstance(tensor, torch.Tensor):
-                self.used_tensors.add(id(tensor))
-        self.names[node] = self._qualname(node)
-        self.sites[node] = self._scope_site
+        with self._own_code():
+            if kind == "get_attr" and isinstance(target, str):
+                tensor = _lookup(self.root, target)
+                if isinstance(tensor, torch.Tensor):
+                    self.used_tensors.add(id(tensor))
+            self.names[node] = self._qualname(node)
+            self.sites[node] = self._scope_site
         return node
 
     def _qualname(self, node: fx.Node) -> str:
@@ -194,8 +233,11 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
         # Compiling the graph's code can fail too (module names fx cannot quote).
         graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     except Exception as exc:
+        if tracer.own_error is not None and caused_by(exc, tracer.own_error):
+            raise  # a bug of ours: an internal error, not an untraceable model
         site, module_type = tracer.where
-        raise TraceFailure(exc, site, module_type) from exc
+        control_flow = tracer.control_flow is not None and caused_by(exc, tracer.control_flow)
+        raise TraceFailure(exc, site, module_type, control_flow) from exc
     _constants_to_meta(graph_module)
     # GraphModule copies the graph; map our names onto its nodes, which keep the same order.
     names: dict[fx.Node, str] = {}

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from shapetrace.capture import is_basic_layer
-from shapetrace.passes.shapes import tensors_in
+from shapetrace.errors import caused_by
+from shapetrace.passes.shapes import MetaFault, MetaWatch, tensors_in
 
 
 @dataclass
@@ -34,19 +35,25 @@ class HookCall:
 
 @dataclass
 class HookCapture:
-    """What the eager meta run showed, and where it stopped."""
+    """What the eager meta run showed, and where it stopped: `fault` is set when the meta run,
+    not the model, is to blame for the stop."""
 
     calls: list[HookCall] = field(default_factory=list)
     module_calls: Counter[str] = field(default_factory=Counter)
     module_outputs: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
+    fault: MetaFault | None = None
     failed_site: str = ""
     failed_type: str = ""
 
 
 def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookCapture:
-    """Run `model(*args, **kwargs)` (meta tensors) and record every module call."""
+    """Run `model(*args, **kwargs)` (meta tensors) and record every module call.
+
+    An error the model raises ends the run and is recorded; an error in these hooks (shapetrace's
+    own code) propagates."""
     result = HookCapture()
+    own_errors: list[BaseException] = []
     paths = {id(m): p for p, m in model.named_modules()}
     leaves = {id(m) for m in model.modules() if is_basic_layer(m) or not any(m.children())}
     stack: list[tuple[str, nn.Module]] = [("", model)]
@@ -55,6 +62,20 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
     pending: dict[int, list[HookCall]] = {}
 
     def before(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        try:
+            record_call(module, inputs)
+        except Exception as exc:
+            own_errors.append(exc)
+            raise
+
+    def after(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        try:
+            record_output(module, output)
+        except Exception as exc:
+            own_errors.append(exc)
+            raise
+
+    def record_call(module: nn.Module, inputs: tuple[Any, ...]) -> None:
         parent_site, parent = stack[-1]
         site = paths.get(id(module), "")
         for child_name, child in parent._modules.items():
@@ -77,7 +98,7 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
             pending.setdefault(id(module), []).append(call)
             result.calls.append(call)
 
-    def after(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+    def record_output(module: nn.Module, output: Any) -> None:
         site, _ = stack.pop()
         result.module_outputs[site] = output
         if id(module) in leaves and pending.get(id(module)):
@@ -92,11 +113,15 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
             continue
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after))
+    watch = MetaWatch()
     try:
-        with torch.no_grad(), torch.device("meta"):
+        with torch.no_grad(), torch.device("meta"), watch:
             model(*args, **kwargs)
     except Exception as exc:
+        if any(caused_by(exc, own) for own in own_errors):
+            raise
         result.error = exc
+        result.fault = watch.fault_of(exc)
         site, module = stack[-1]
         result.failed_site = site
         result.failed_type = type(module).__name__

@@ -38,3 +38,16 @@ def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type's name."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def caused_by(exc: BaseException, origin: BaseException) -> bool:
+    """Whether `exc` is `origin`, or was raised while handling it (`raise ... from`, or inside
+    an `except` block), so that wrapping by fx or by a model does not hide where it began."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if current is origin:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -43,7 +43,9 @@ class ModelSource:
         except ShapetraceErrors:
             raise
         except TypeError as exc:
-            if self.kwargs and "keyword argument" in str(exc):
+            # With --model-args, a TypeError from the constructor means they do not fit it: an
+            # unknown keyword (torchvision builders pass **kwargs on) or a value of a wrong type.
+            if self.kwargs:
                 raise UsageError(
                     f"--model-args do not match {self.spec}: {first_line(exc)}"
                 ) from exc
@@ -91,11 +93,16 @@ def _parameters_on_meta() -> Iterator[None]:
 
 
 def _build_on_meta(make: Callable[[], Any]) -> Any:
+    """Build under the meta device; if an op cannot run on meta (a builder reading a tensor's
+    value, or mixing meta with real tensors), build on CPU with parameters moved to meta."""
+    from shapetrace.passes.shapes import MetaWatch
+
+    watch = MetaWatch()
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), watch:
             return make()
-    except (NotImplementedError, RuntimeError) as exc:
-        if "meta" not in str(exc) and "item" not in str(exc):
+    except Exception as exc:
+        if watch.fault_of(exc) is None:
             raise
     with _parameters_on_meta():
         return make()

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from shapetrace.errors import first_line
+from shapetrace.errors import caused_by, first_line
 from shapetrace.report import Failure
 
 
@@ -75,14 +76,120 @@ def summarize(value: Any) -> NodeResult:
     return NodeResult(None, None, None)
 
 
+# -- why a meta run stopped ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetaFault:
+    """An aten op raised while running on meta tensors, for a reason that lies with the meta
+    run rather than with the model: `reason` is one of
+
+    - "value": the op reads a tensor's value (`.item()`, `bool()`, `int()`; tagged
+      `data_dependent_output`), e.g. Python control flow on a tensor;
+    - "size": its output size depends on values (`nonzero`, boolean-mask indexing, `unique`;
+      tagged `dynamic_output_shape`);
+    - "device": it mixes meta tensors with real ones the forward created on another device;
+    - "copy": it copies a meta tensor to a real device (`.tolist()`, `.numpy()`, `.cpu()`);
+    - "kernel": the op has no meta implementation (NotImplementedError from the op).
+    """
+
+    op: str
+    reason: str
+    device: str = ""
+
+    def describe(self) -> str:
+        """The cause in plain words."""
+        if self.reason == "value":
+            return "reading a tensor's value (.item(), bool(), int(), float())"
+        if self.reason == "size":
+            return f"{self.op} gives an output size that depends on tensor values"
+        if self.reason == "device":
+            return (
+                f"{self.op} mixes a {self.device} tensor created inside forward with meta "
+                "tensors (shapetrace runs the model on the meta device)"
+            )
+        if self.reason == "copy":
+            return f"{self.op} copies a meta tensor to {self.device}, which needs its values"
+        return f"{self.op} has no meta-tensor implementation"
+
+
+class MetaWatch(TorchDispatchMode):
+    """Notes which aten op raised, and whether the meta run is to blame, deciding from the op's
+    tags, the devices of its arguments and the exception's type: never from message text, so a
+    reworded torch message changes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raised: BaseException | None = None
+        self._fault: MetaFault | None = None
+
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            if exc is not self._raised:  # keep the innermost op an exception passed through
+                self._raised = exc
+                self._fault = _meta_fault(func, args, kwargs, exc)
+            raise
+
+    def fault_of(self, exc: BaseException) -> MetaFault | None:
+        """The meta run's fault behind `exc`, or None if the model itself raised it."""
+        if self._raised is None or not caused_by(exc, self._raised):
+            return None
+        return self._fault
+
+
+def _meta_fault(
+    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException
+) -> MetaFault | None:
+    op = f"aten.{func.overloadpacket.__name__}"
+    tags = set(getattr(func, "tags", ()))
+    if torch.Tag.data_dependent_output in tags:
+        return MetaFault(op, "value")
+    if torch.Tag.dynamic_output_shape in tags:
+        return MetaFault(op, "size")
+    devices = {t.device.type for t in tensors_in([list(args), kwargs])}
+    if "meta" in devices and len(devices) > 1:
+        return MetaFault(op, "device", sorted(devices - {"meta"})[0])
+    target = kwargs.get("device")
+    if "meta" in devices and target is not None and torch.device(target).type != "meta":
+        return MetaFault(op, "copy", torch.device(target).type)
+    if "meta" in devices and isinstance(exc, NotImplementedError):
+        return MetaFault(op, "kernel")
+    return None
+
+
+# -- the shape interpreter -----------------------------------------------------------------
+
+
 class _ShapeInterpreter(fx.Interpreter):
+    """Records every node's output. An exception raised while calling a node's target (the
+    model's op, module or wrapped function) is the model's; any other is shapetrace's own."""
+
     def __init__(self, module: fx.GraphModule, out: ShapeResult) -> None:
         super().__init__(module, garbage_collect_values=False)
         self.out = out
+        self.model_error: BaseException | None = None
+        self.failed_node: fx.Node | None = None
+        self._node: fx.Node | None = None
+
+    def _model_op(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            self.model_error = exc
+            self.failed_node = self._node
+            raise
 
     def call_function(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # fx hands over immutable containers; wrapped user functions may mutate their arguments.
-        return target(*_mutable(args), **_mutable(kwargs))
+        return self._model_op(target, *_mutable(args), **_mutable(kwargs))
+
+    def call_method(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._model_op(super().call_method, target, args, kwargs)
 
     def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         module = self.fetch_attr(target)
@@ -101,9 +208,10 @@ class _ShapeInterpreter(fx.Interpreter):
                 isinstance(module, _PASS_THROUGH) and not module.training
             )
             return first if aliases else torch.empty_like(first)
-        return super().call_module(target, args, kwargs)
+        return self._model_op(super().call_module, target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
+        self._node = n
         value = super().run_node(n)
         self.out.results[n] = summarize(value)
         self.out.values[n] = value
@@ -158,7 +266,10 @@ def propagate(
     names: dict[fx.Node, str],
     sites: dict[fx.Node, str],
 ) -> ShapeResult:
-    """Run `gm` on meta `inputs`; on an error, describe the failing node in plain words."""
+    """Run `gm` on meta `inputs`; on an error, describe the failing node in plain words.
+
+    An error raised by one of the model's ops becomes `failure` ("unsupported" where the meta
+    run, not the model, is to blame); an error in shapetrace's own code propagates."""
     out = ShapeResult()
     interp = _ShapeInterpreter(gm, out)
     try:
@@ -166,21 +277,38 @@ def propagate(
         with torch.device("meta"):
             interp.run(*inputs)
     except Exception as exc:
-        failed = _first_unfinished(gm, out)
-        if failed is None:
-            out.failure = Failure("output", None, "output", [], first_line(exc))
+        failed = interp.failed_node
+        if failed is None or interp.model_error is None or not caused_by(exc, interp.model_error):
+            raise
+        args = [out.values.get(a) for a in failed.all_input_nodes]
+        module = gm.get_submodule(failed.target) if failed.op == "call_module" else None  # type: ignore[arg-type]
+        name = names.get(failed, failed.name)
+        fault = _replay(interp, failed)
+        if fault is not None:
+            message, kind = f"{name}: {fault.describe()}", "unsupported"
         else:
-            args = [out.values.get(a) for a in failed.all_input_nodes]
-            module = gm.get_submodule(failed.target) if failed.op == "call_module" else None  # type: ignore[arg-type]
-            name = names.get(failed, failed.name)
-            out.failure = Failure(
-                node=name,
-                module=sites.get(failed),
-                type=type(module).__name__ if module is not None else op_label(failed),
-                input_shapes=[summarize(a).shape for a in args],
-                message=_resolve_proxies(explain(name, module, args, exc), gm, out),
-            )
+            message, kind = explain(name, module, args, interp.model_error), "rejected"
+        out.failure = Failure(
+            node=name,
+            module=sites.get(failed),
+            type=type(module).__name__ if module is not None else op_label(failed),
+            input_shapes=[summarize(a).shape for a in args],
+            message=_resolve_proxies(message, gm, out),
+            kind=kind,
+        )
     return out
+
+
+def _replay(interp: _ShapeInterpreter, node: fx.Node) -> MetaFault | None:
+    """Run the failed node once more under a MetaWatch, to learn which aten op raised and why.
+    Only a failure pays for the watch; a run that succeeds never dispatches through Python."""
+    watch = MetaWatch()
+    try:
+        with torch.device("meta"), watch:
+            interp.run_node(node)
+    except Exception as exc:
+        return watch.fault_of(exc)
+    return None
 
 
 def _resolve_proxies(message: str, gm: fx.GraphModule, out: ShapeResult) -> str:
@@ -193,13 +321,6 @@ def _resolve_proxies(message: str, gm: fx.GraphModule, out: ShapeResult) -> str:
         return str(value) if isinstance(value, (int, float, bool)) else match.group(0)
 
     return re.sub(r"Proxy\(([A-Za-z0-9_]+)\)", value_of, message)
-
-
-def _first_unfinished(gm: fx.GraphModule, out: ShapeResult) -> fx.Node | None:
-    for node in gm.graph.nodes:
-        if node not in out.results and node.op != "output":
-            return node
-    return None
 
 
 def op_label(node: fx.Node) -> str:
@@ -262,13 +383,33 @@ def explain(name: str, module: nn.Module | None, args: list[Any], exc: BaseExcep
             f"{name}: {type(module).__name__} expects {module.num_features} channels, "
             f"got {first.shape[1]}"
         )
-    too_small = re.search(r"[Oo]utput size is too small|Kernel size can't be greater", text)
-    if too_small and isinstance(first, torch.Tensor) and module is not None:
+    if module is not None and isinstance(first, torch.Tensor) and _window_too_small(module, first):
         spatial = "x".join(str(d) for d in first.shape[2:])
-        kernel = getattr(module, "kernel_size", None)
-        need = f" needs at least a {_kernel_text(kernel)} map," if kernel is not None else ""
+        kernel = module.kernel_size
+        need = f" needs at least a {_kernel_text(kernel)} map,"
         return f"{name}: {describe_module(module)}{need} received {spatial}"
     return f"{name}: {text}"
+
+
+def _window_too_small(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a window layer's (dilated) kernel is larger than its padded input, from the
+    module's geometry and the shape it received."""
+    kernel = getattr(module, "kernel_size", None)
+    padding = getattr(module, "padding", 0)
+    if kernel is None or (isinstance(padding, str) and padding != "valid"):
+        return False  # no window, or "same" padding, which keeps the size
+    rank = len(kernel) if isinstance(kernel, tuple) else x.dim() - 2
+    if rank < 1 or x.dim() < rank + 1:
+        return False
+    sizes = x.shape[-rank:]
+    k = _per_dim(kernel, rank)
+    p = (0,) * rank if isinstance(padding, str) else _per_dim(padding, rank)
+    d = _per_dim(getattr(module, "dilation", 1), rank)
+    return any(n + 2 * pi < di * (ki - 1) + 1 for n, ki, pi, di in zip(sizes, k, p, d, strict=True))
+
+
+def _per_dim(value: Any, rank: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * rank
 
 
 def _kernel_text(kernel: Any) -> str:
