@@ -1,11 +1,20 @@
-"""Shared test options: golden files under tests/golden/, rewritten by `pytest --update-golden`."""
+"""Shared test options: golden files under tests/golden/, rewritten by `pytest --update-golden`;
+hypothesis profiles."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time (derandomized, no example database that replays a past
+# run's find); open-ended exploration is `HYPOTHESIS_PROFILE=explore pytest -m slow ...`.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
