@@ -1,24 +1,24 @@
 """Cost pass: multiply-accumulates, FLOPs and activation memory of every node, from shapes only.
 
-Each node's cost follows from the module or function it calls (by type and by the identity of the
-function, never by a class name) and the meta tensors it received and produced, so the pass costs
-the same for any input size. An op without a formula is listed in `totals["uncounted"]` and keeps
-no `macs`, never a silent zero. The conventions are written out in docs/cost.md.
+Every call node goes through the op registry (`shapetrace.ops`): `ops.bind` gives the op's entry
+and its arguments by name, whatever spelling the model used, and the entry's family picks the
+rule in `FAMILY_RULES`. The node's cost follows from its bound arguments and the meta tensors
+it received and produced, so the pass costs the same for any input size. Where no formula
+applies the node keeps no `macs`, never a silent zero: its type is listed in
+`totals["uncounted"]` and the node says why. The conventions are written out in docs/cost.md.
 """
 
 from __future__ import annotations
 
-import builtins
 import math
-import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-import torchvision.ops
 from torch import fx, nn
 
+from shapetrace import ops
+from shapetrace.ops import Family
 from shapetrace.passes import PassContext
 from shapetrace.passes.shapes import tensors_in
 from shapetrace.report import Node, Report
@@ -26,391 +26,9 @@ from shapetrace.report import Node, Report
 Cost = tuple[int, int]  # (macs, flops)
 ZERO: Cost = (0, 0)
 
-# -- op families ----------------------------------------------------------------------------
 
-# One flop per output element: activations, normalisation, softmax, arithmetic on tensors.
-_ELEMENTWISE_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.Hardtanh,
-    nn.Hardshrink,
-    nn.Softshrink,
-    nn.Tanhshrink,
-    nn.Threshold,
-    nn.Sigmoid,
-    nn.LogSigmoid,
-    nn.Tanh,
-    nn.Softplus,
-    nn.Softsign,
-    nn.GLU,
-    nn.Softmax,
-    nn.Softmax2d,
-    nn.LogSoftmax,
-    nn.Softmin,
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-    nn.RMSNorm,
-    torchvision.ops.FrozenBatchNorm2d,
-)
-_ELEMENTWISE_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {
-        operator.add,
-        operator.iadd,
-        operator.sub,
-        operator.isub,
-        operator.mul,
-        operator.imul,
-        operator.truediv,
-        operator.itruediv,
-        operator.floordiv,
-        operator.mod,
-        operator.pow,
-        operator.neg,
-        operator.abs,
-        operator.eq,
-        operator.ne,
-        operator.lt,
-        operator.le,
-        operator.gt,
-        operator.ge,
-        operator.and_,
-        operator.or_,
-        operator.invert,
-        torch.add,
-        torch.sub,
-        torch.subtract,
-        torch.mul,
-        torch.multiply,
-        torch.div,
-        torch.divide,
-        torch.true_divide,
-        torch.pow,
-        torch.sqrt,
-        torch.rsqrt,
-        torch.square,
-        torch.reciprocal,
-        torch.exp,
-        torch.log,
-        torch.abs,
-        torch.neg,
-        torch.sin,
-        torch.cos,
-        torch.erf,
-        torch.clamp,
-        torch.clip,
-        torch.maximum,
-        torch.minimum,
-        torch.where,
-        torch.masked_fill,
-        torch.sigmoid,
-        torch.tanh,
-        torch.relu,
-        torch.relu_,
-        torch.softmax,
-        torch.log_softmax,
-        torch.layer_norm,
-        torch.batch_norm,
-        torch.group_norm,
-        torch.instance_norm,
-        F.relu,
-        F.relu_,
-        F.relu6,
-        F.leaky_relu,
-        F.prelu,
-        F.rrelu,
-        F.elu,
-        F.selu,
-        F.celu,
-        F.gelu,
-        F.silu,
-        F.mish,
-        F.hardswish,
-        F.hardsigmoid,
-        F.hardtanh,
-        F.hardshrink,
-        F.softshrink,
-        F.tanhshrink,
-        F.threshold,
-        F.sigmoid,
-        F.logsigmoid,
-        F.tanh,
-        F.softplus,
-        F.softsign,
-        F.glu,
-        F.softmax,
-        F.log_softmax,
-        F.softmin,
-        F.layer_norm,
-        F.batch_norm,
-        F.group_norm,
-        F.instance_norm,
-        F.local_response_norm,
-        F.rms_norm,
-        F.normalize,
-    }
-)
-_ELEMENTWISE_METHODS = frozenset(
-    {
-        "add",
-        "add_",
-        "sub",
-        "sub_",
-        "mul",
-        "mul_",
-        "div",
-        "div_",
-        "pow",
-        "sqrt",
-        "rsqrt",
-        "square",
-        "reciprocal",
-        "exp",
-        "log",
-        "abs",
-        "neg",
-        "sin",
-        "cos",
-        "erf",
-        "clamp",
-        "clamp_",
-        "clip",
-        "maximum",
-        "minimum",
-        "where",
-        "masked_fill",
-        "masked_fill_",
-        "sigmoid",
-        "sigmoid_",
-        "tanh",
-        "tanh_",
-        "relu",
-        "relu_",
-        "softmax",
-        "log_softmax",
-        "eq",
-        "ne",
-        "lt",
-        "le",
-        "gt",
-        "ge",
-    }
-)
-
-# One flop per input element: reductions.
-_REDUCTION_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {
-        torch.sum,
-        torch.mean,
-        torch.amax,
-        torch.amin,
-        torch.max,
-        torch.min,
-        torch.prod,
-        torch.norm,
-        torch.var,
-        torch.std,
-        torch.logsumexp,
-        torch.argmax,
-        torch.argmin,
-    }
-)
-_REDUCTION_METHODS = frozenset(
-    {"sum", "mean", "amax", "amin", "max", "min", "prod", "norm", "var", "std", "logsumexp"}
-    | {"argmax", "argmin"}
-)
-
-# Zero cost by definition: shape bookkeeping, views, copies and lookups do no arithmetic.
-_ZERO_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Identity,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Embedding,
-    nn.PixelShuffle,
-    nn.PixelUnshuffle,
-    nn.ChannelShuffle,
-    nn.modules.padding._ConstantPadNd,
-    nn.modules.padding._ReflectionPadNd,
-    nn.modules.padding._ReplicationPadNd,
-    nn.modules.padding._CircularPadNd,
-    torchvision.ops.Permute,
-)
-_ZERO_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {
-        operator.getitem,
-        builtins.getattr,
-        torch.flatten,
-        torch.reshape,
-        torch.permute,
-        torch.transpose,
-        torch.t,
-        torch.movedim,
-        torch.squeeze,
-        torch.unsqueeze,
-        torch.cat,
-        torch.concat,
-        torch.stack,
-        torch.split,
-        torch.chunk,
-        torch.unbind,
-        torch.narrow,
-        torch.select,
-        torch.flip,
-        torch.roll,
-        torch.tile,
-        torch.gather,
-        torch.index_select,
-        torch.clone,
-        torch.zeros,
-        torch.ones,
-        torch.empty,
-        torch.full,
-        torch.arange,
-        torch.zeros_like,
-        torch.ones_like,
-        torch.empty_like,
-        torch.full_like,
-        torch.channel_shuffle,
-        torch.pixel_shuffle,
-        torch.pixel_unshuffle,
-        F.pad,
-        F.embedding,
-        F.pixel_shuffle,
-        F.pixel_unshuffle,
-    }
-)
-_ZERO_METHODS = frozenset(
-    {
-        "size",
-        "dim",
-        "numel",
-        "view",
-        "view_as",
-        "reshape",
-        "reshape_as",
-        "flatten",
-        "unflatten",
-        "permute",
-        "transpose",
-        "t",
-        "movedim",
-        "contiguous",
-        "expand",
-        "expand_as",
-        "squeeze",
-        "unsqueeze",
-        "split",
-        "chunk",
-        "unbind",
-        "narrow",
-        "select",
-        "flip",
-        "roll",
-        "repeat",
-        "tile",
-        "gather",
-        "index_select",
-        "clone",
-        "detach",
-        "to",
-        "type",
-        "type_as",
-        "float",
-        "half",
-        "double",
-        "int",
-        "long",
-        "bool",
-        "new_zeros",
-        "new_ones",
-        "new_empty",
-        "new_full",
-        "zero_",
-        "fill_",
-        "__getitem__",
-    }
-)
-
-# Dropout and its kin return their input unchanged in eval (zero cost), a masked copy in training.
-_DROPOUT_MODULES: tuple[type[nn.Module], ...] = (
-    nn.modules.dropout._DropoutNd,
-    torchvision.ops.StochasticDepth,
-    torchvision.ops.DropBlock2d,
-    torchvision.ops.DropBlock3d,
-)
-_DROPOUT_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {
-        F.dropout,
-        F.dropout1d,
-        F.dropout2d,
-        F.dropout3d,
-        F.alpha_dropout,
-        F.feature_alpha_dropout,
-        torch.dropout,
-        torchvision.ops.stochastic_depth,
-    }
-)
-
-_MATMUL_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {torch.matmul, operator.matmul, torch.mm, torch.bmm}
-)
-_MATMUL_METHODS = frozenset({"matmul", "mm", "bmm", "__matmul__"})
-_ADDMM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({torch.addmm, torch.baddbmm})
-_CONV_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({F.conv1d, F.conv2d, F.conv3d})
-_CONV_TRANSPOSE_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset(
-    {F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
-)
-
-# Pools: spatial rank of each type, for kernels given as a single int.
-_POOL_MODULES: tuple[tuple[type[nn.Module], int], ...] = (
-    (nn.MaxPool1d, 1),
-    (nn.MaxPool2d, 2),
-    (nn.MaxPool3d, 3),
-    (nn.AvgPool1d, 1),
-    (nn.AvgPool2d, 2),
-    (nn.AvgPool3d, 3),
-)
-_ADAPTIVE_POOL_MODULES: tuple[tuple[type[nn.Module], int], ...] = (
-    (nn.AdaptiveMaxPool1d, 1),
-    (nn.AdaptiveMaxPool2d, 2),
-    (nn.AdaptiveMaxPool3d, 3),
-    (nn.AdaptiveAvgPool1d, 1),
-    (nn.AdaptiveAvgPool2d, 2),
-    (nn.AdaptiveAvgPool3d, 3),
-)
-_POOL_FUNCTIONS: dict[Callable[..., Any], int] = {
-    F.max_pool1d: 1,
-    F.max_pool2d: 2,
-    F.max_pool3d: 3,
-    F.avg_pool1d: 1,
-    F.avg_pool2d: 2,
-    F.avg_pool3d: 3,
-    torch.max_pool1d: 1,
-    torch.max_pool2d: 2,
-    torch.max_pool3d: 3,
-    torch.avg_pool1d: 1,
-}
-_ADAPTIVE_POOL_FUNCTIONS: dict[Callable[..., Any], int] = {
-    F.adaptive_max_pool1d: 1,
-    F.adaptive_max_pool2d: 2,
-    F.adaptive_max_pool3d: 3,
-    F.adaptive_avg_pool1d: 1,
-    F.adaptive_avg_pool2d: 2,
-    F.adaptive_avg_pool3d: 3,
-}
+class NoFormula(Exception):
+    """No cost formula applies to a call; the message says why, in words a user can read."""
 
 
 # -- the pass -------------------------------------------------------------------------------
@@ -425,12 +43,12 @@ def run(context: PassContext) -> None:
     for fx_node, node in context.by_fx.items():
         if fx_node not in values:  # not reached: the model broke earlier
             continue
-        cost = node_cost(gm, fx_node, values)
-        if cost is None:
+        try:
+            node.macs, node.flops = node_cost(gm, fx_node, values)
+        except NoFormula as why:
+            node.why_missing("macs", str(why))
             if node.type not in uncounted:
                 uncounted.append(node.type)
-        else:
-            node.macs, node.flops = cost
     reached = [n for n in context.capture.nodes() if n in values]
     per_node, peak = activation_memory(reached, values, _weight_storages(gm, reached, values))
     for fx_node, size in per_node.items():
@@ -445,8 +63,9 @@ def run(context: PassContext) -> None:
     )
 
 
-def node_cost(gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]) -> Cost | None:
-    """(MACs, FLOPs) of one executed node; None when shapetrace has no formula for its op."""
+def node_cost(gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]) -> Cost:
+    """(MACs, FLOPs) of one executed node, by the rule of its op's family; raises `NoFormula`
+    (saying why) when no formula applies."""
     out = values[node]
     if node.op in ("placeholder", "get_attr", "output"):
         return ZERO
@@ -454,96 +73,180 @@ def node_cost(gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]) -> 
         return ZERO
     args = fx.node.map_arg(node.args, lambda a: values.get(a))
     kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
+    call = ops.bind(node, args, kwargs, gm)
+    if call is None:
+        raise NoFormula(f"{_called(node, gm)}: not an op shapetrace knows, so no cost formula")
+    try:
+        return FAMILY_RULES[call.family](call, out)
+    except ops.BindError as error:
+        raise NoFormula(f"{call.name}: {error}") from error
+
+
+def _called(node: fx.Node, gm: fx.GraphModule) -> str:
+    """What the node calls, as a user would name it."""
     if node.op == "call_module":
-        return module_cost(gm.get_submodule(str(node.target)), args, kwargs, out)
-    if node.op == "call_function":
-        return function_cost(node.target, args, kwargs, out)
+        return f"leaf module {type(gm.get_submodule(str(node.target))).__name__}"
     if node.op == "call_method":
-        return method_cost(str(node.target), args, kwargs, out)
-    return None
+        return f"tensor method .{node.target}()"
+    name = getattr(node.target, "__qualname__", None) or str(node.target)
+    origin = str(getattr(node.target, "__module__", None) or "")
+    if origin and origin.split(".")[0] != "torch":
+        # fx records other libraries' functions only when they are wrapped (fx.wrap): whole.
+        return f"{origin}.{name}, traced as one opaque call"
+    return f"function {origin}.{name}" if origin else f"function {name}"
 
 
-def module_cost(
-    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
-) -> Cost | None:
-    """Cost of calling a leaf module on `args` (meta tensors) that returned `out`."""
-    first, result = _first_tensor(args, kwargs), _first_tensor(out)
-    if isinstance(module, nn.modules.conv._ConvTransposeNd) and first is not None:
+# -- rules, one per family ------------------------------------------------------------------
+
+
+def _free(call: ops.Call, out: Any) -> Cost:
+    """Views, copies, lookups, padding, factories and size questions do no arithmetic."""
+    return ZERO
+
+
+def _per_output_element(call: ops.Call, out: Any) -> Cost:
+    """Elementwise ops and normalisation: one flop per output element."""
+    return 0, _numel(out)
+
+
+def _dropout(call: ops.Call, out: Any) -> Cost:
+    # In eval, dropout and stochastic depth hand back their input object: nothing is computed.
+    if _first_tensor(out) is _first_tensor(call.input):
+        return ZERO
+    return 0, _numel(out)
+
+
+def _along(call: ops.Call, out: Any) -> Cost:
+    """Softmax, normalize, GLU: one flop per output element. A cumulative scan has no
+    convention yet."""
+    if call.name == "cumulative":
+        raise NoFormula("a cumulative scan (cumsum, cumprod) has no cost convention yet")
+    return 0, _numel(out)
+
+
+def _window(call: ops.Call, out: Any) -> Cost:
+    window = ops.window(call)
+    result, first = _first_tensor(out), _first_tensor(call.input)
+    if result is None or first is None:
+        raise NoFormula(f"{call.name}: no tensor input or output")
+    kernel = math.prod(window.kernel)
+    if window.kind == "conv":
+        # Each output element reads Cin/groups x kernel weights.
+        return _mac(result.numel() * window.weights_per_output)
+    if window.kind == "conv_transpose":
         # Every input element is scattered through Cout/groups x kernel weights.
-        return _mac(first.numel() * math.prod(module.weight.shape[1:]))
-    if isinstance(module, nn.modules.conv._ConvNd) and result is not None:
-        # weight is (Cout, Cin/groups, *kernel): each output element reads Cin/groups x kernel.
-        return _mac(result.numel() * math.prod(module.weight.shape[1:]))
-    if isinstance(module, nn.Linear) and result is not None:
-        return _mac(result.numel() * module.in_features)
-    if isinstance(module, nn.MultiheadAttention):
-        return _mha_cost(module, args, kwargs)
-    for pool, rank in _POOL_MODULES:
-        if isinstance(module, pool) and result is not None:
-            return _pool_cost(result, module.kernel_size, rank)  # type: ignore[arg-type]
-    for pool, rank in _ADAPTIVE_POOL_MODULES:
-        if isinstance(module, pool) and first is not None and result is not None:
-            return _adaptive_pool_cost(first, result, rank)
-    if isinstance(module, _ELEMENTWISE_MODULES):
-        return 0, _numel(out)
-    if isinstance(module, _DROPOUT_MODULES):
-        return _dropout_cost(first, out)
-    if isinstance(module, _ZERO_MODULES):
-        return ZERO
-    return None
+        if window.out_channels is None:
+            raise NoFormula(f"{call.name}: no output channels")
+        return _mac(first.numel() * (window.out_channels // max(window.groups, 1)) * kernel)
+    if window.kind in ("max", "avg"):
+        return 0, result.numel() * kernel  # every window element read, padding included
+    if window.kind == "lp":
+        # x^p per input element, the window sums, then the p-th root per output element.
+        return 0, first.numel() + result.numel() * (kernel + 1)
+    return ZERO  # unfold (im2col) and Tensor.unfold copy or view windows: no arithmetic
 
 
-def function_cost(
-    target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
-) -> Cost | None:
-    """Cost of a call_function node, chosen by the identity of the function called."""
-    tensors = _tensor_args(args, kwargs)
-    result = _first_tensor(out)
-    first = tensors[0] if tensors else None
-    if target in _ZERO_FUNCTIONS:
-        return ZERO
-    if target in _MATMUL_FUNCTIONS and len(tensors) >= 2 and result is not None:
-        return _matmul_cost(tensors[0], result)
-    if target in _ADDMM_FUNCTIONS and len(tensors) >= 3 and result is not None:
-        return _matmul_cost(tensors[1], result)
-    if target is F.linear and len(tensors) >= 2 and result is not None:
-        return _mac(result.numel() * tensors[1].shape[-1])
-    if target in _CONV_FUNCTIONS and len(tensors) >= 2 and result is not None:
-        return _mac(result.numel() * math.prod(tensors[1].shape[1:]))
-    if target in _CONV_TRANSPOSE_FUNCTIONS and len(tensors) >= 2:
-        return _mac(tensors[0].numel() * math.prod(tensors[1].shape[1:]))
-    if target is F.scaled_dot_product_attention and len(tensors) >= 3:
-        return _sdpa_cost(tensors[0], tensors[1], tensors[2])
-    if target is torch.einsum and args and isinstance(args[0], str):
-        operands = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
-        return _einsum_cost(args[0], [t for t in operands if isinstance(t, torch.Tensor)], out)
-    if target in _POOL_FUNCTIONS and result is not None:
-        kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size")
-        return _pool_cost(result, kernel, _POOL_FUNCTIONS[target])
-    if target in _ADAPTIVE_POOL_FUNCTIONS and first is not None and result is not None:
-        return _adaptive_pool_cost(first, result, _ADAPTIVE_POOL_FUNCTIONS[target])
-    if target in _ELEMENTWISE_FUNCTIONS:
-        return 0, _numel(out)
-    if target in _REDUCTION_FUNCTIONS and first is not None:
-        return 0, max(first.numel(), _numel(out))
-    if target in _DROPOUT_FUNCTIONS:
-        return _dropout_cost(first, out)
-    return None
+def _adaptive(call: ops.Call, out: Any) -> Cost:
+    result, first = _first_tensor(out), _first_tensor(call.input)
+    if result is None or first is None:
+        raise NoFormula(f"{call.name}: no tensor input or output")
+    return _adaptive_pool_cost(first, result, int(call.get("rank", result.dim() - 2)))
 
 
-def method_cost(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Cost | None:
-    """Cost of a call_method node (`x.view(...)`, `x.add_(y)`), by the method called."""
-    tensors = _tensor_args(args, kwargs)
-    result = _first_tensor(out)
-    if name in _ZERO_METHODS:
-        return ZERO
-    if name in _MATMUL_METHODS and len(tensors) >= 2 and result is not None:
-        return _matmul_cost(tensors[0], result)
-    if name in _ELEMENTWISE_METHODS:
-        return 0, _numel(out)
-    if name in _REDUCTION_METHODS and tensors:
-        return 0, max(tensors[0].numel(), _numel(out))
-    return None
+# Interpolation taps per output element and spatial axis.
+_TAPS = {"linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4}
+
+
+def _resample(call: ops.Call, out: Any) -> Cost:
+    resample = ops.resample(call)
+    result, first = _first_tensor(out), _first_tensor(call.input)
+    if resample.kind != "interpolate" or resample.mode in ("nearest", "nearest-exact"):
+        return ZERO  # pixel (un)shuffle and nearest neighbours move elements, compute nothing
+    if result is None or first is None:
+        raise NoFormula(f"{call.name}: no tensor input or output")
+    rank = result.dim() - 2
+    if resample.mode == "area":  # an adaptive average pool
+        return _adaptive_pool_cost(first, result, rank)
+    if resample.mode not in _TAPS:
+        raise NoFormula(f"interpolate: no cost convention for mode {resample.mode!r}")
+    if resample.antialias and any(
+        o < i for o, i in zip(result.shape[2:], first.shape[2:], strict=True)
+    ):
+        raise NoFormula("interpolate: antialiased downsampling widens its filter with the scale")
+    return _mac(result.numel() * _TAPS[resample.mode] ** rank)
+
+
+def _reduce(call: ops.Call, out: Any) -> Cost:
+    """One flop per input element (or per output element of a binary max/min)."""
+    first = _first_tensor(call.input)
+    if first is None:
+        raise NoFormula(f"{call.name}: no tensor input")
+    return 0, max(first.numel(), _numel(out))
+
+
+def _linear(call: ops.Call, out: Any) -> Cost:
+    result, weight = _first_tensor(out), call.get("weight")
+    if result is None or not isinstance(weight, torch.Tensor):
+        raise NoFormula("linear: no weight tensor")
+    return _mac(result.numel() * weight.shape[-1])
+
+
+def _matmul(call: ops.Call, out: Any) -> Cost:
+    if call.name == "einsum":
+        equation, operands = call.get("equation"), call.get("operands", [])
+        tensors = [t for t in operands if isinstance(t, torch.Tensor)]
+        if not isinstance(equation, str) or len(tensors) != len(operands):
+            raise NoFormula("einsum: no equation or a non-tensor operand")
+        return _einsum_cost(equation, tensors)
+    # matmul, mm, bmm, and addmm/baddbmm (whose `input` is the first factor, after the bias).
+    first, result = call.input, _first_tensor(out)
+    if not isinstance(first, torch.Tensor) or result is None:
+        raise NoFormula(f"{call.name}: no tensor operands")
+    return _matmul_cost(first, result)
+
+
+def _attention(call: ops.Call, out: Any) -> Cost:
+    query, key, value = call.get("query"), call.get("key"), call.get("value")
+    if call.name == "transformer":
+        raise NoFormula(
+            "a whole nn.Transformer* block called as one leaf: its layers are not counted"
+        )
+    if not all(isinstance(t, torch.Tensor) for t in (query, key, value)):
+        raise NoFormula(f"{call.name}: query, key or value is not a tensor")
+    if call.name == "scaled_dot_product_attention":
+        return _sdpa_cost(query, key, value)
+    if isinstance(call.module, nn.MultiheadAttention):
+        return _mha_cost(call.module, query, key, value)
+    raise NoFormula(f"{call.name}: projection weights are not read from the functional form")
+
+
+FAMILY_RULES: dict[Family, Callable[[ops.Call, Any], Cost]] = {
+    Family.IDENTITY: _free,
+    Family.DROPOUT: _dropout,
+    Family.ELEMENTWISE: _per_output_element,
+    Family.NORM: _per_output_element,
+    Family.ALONG: _along,
+    Family.WINDOW: _window,
+    Family.ADAPTIVE: _adaptive,
+    Family.RESAMPLE: _resample,
+    Family.PAD: _free,
+    Family.RESHAPE: _free,
+    Family.PERMUTE: _free,
+    Family.INDEX: _free,
+    Family.SPLIT: _free,
+    Family.CONCAT: _free,
+    Family.EXPAND: _free,
+    Family.REARRANGE: _free,
+    Family.REDUCE: _reduce,
+    Family.LINEAR: _linear,
+    Family.MATMUL: _matmul,
+    Family.ATTENTION: _attention,
+    Family.EMBEDDING: _free,
+    Family.FACTORY: _free,
+    Family.SHAPE_QUERY: _free,
+    Family.ASSERT: _free,
+}
+"""The cost rule of each op family: (call, output) -> (MACs, FLOPs), or `NoFormula`."""
 
 
 # -- formulas -------------------------------------------------------------------------------
@@ -566,17 +269,9 @@ def _sdpa_cost(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Cost:
 
 
 def _mha_cost(
-    m: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Cost | None:
+    m: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> Cost:
     """In-projection, Q K^T, weights x V and out-projection, derived from the input shapes."""
-    names = ("query", "key", "value")
-    query, key, value = (
-        args[i] if i < len(args) else kwargs.get(name) for i, name in enumerate(names)
-    )
-    if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor):
-        return None
-    if not isinstance(value, torch.Tensor):
-        return None
     length, batch = _seq_batch(m, query)
     source, _ = _seq_batch(m, key)
     value_len, _ = _seq_batch(m, value)
@@ -600,11 +295,6 @@ def _seq_batch(m: nn.MultiheadAttention, x: torch.Tensor) -> tuple[int, int]:
     return x.shape[0], x.shape[1]
 
 
-def _pool_cost(result: torch.Tensor, kernel: Any, rank: int) -> Cost:
-    window = math.prod(kernel) if isinstance(kernel, (tuple, list)) else kernel**rank
-    return 0, result.numel() * window
-
-
 def _adaptive_pool_cost(first: torch.Tensor, result: torch.Tensor, rank: int) -> Cost:
     """Exact sum of the adaptive windows: along each axis, output i reads input
     [floor(i*In/Out), ceil((i+1)*In/Out))."""
@@ -616,16 +306,16 @@ def _adaptive_pool_cost(first: torch.Tensor, result: torch.Tensor, rank: int) ->
     return 0, reads
 
 
-def _einsum_cost(equation: str, operands: list[torch.Tensor], out: Any) -> Cost | None:
+def _einsum_cost(equation: str, operands: list[torch.Tensor]) -> Cost:
     """One or two operands: one MAC per point of the contraction's iteration space, after
     summing out indices that only one operand carries. More operands: no formula."""
     if not 1 <= len(operands) <= 2:
-        return None
+        raise NoFormula(f"einsum of {len(operands)} operands: no formula (one or two only)")
     equation = equation.replace(" ", "")
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
-        return None
+        raise NoFormula("einsum: the equation does not match its operands")
     widest = max(
         t.dim() - len(term.replace("...", "")) for term, t in zip(terms, operands, strict=True)
     )
@@ -665,11 +355,7 @@ def _expand_ellipsis(term: str, dims: int, widest: int) -> str:
     return head + "".join(chr(0x100 + widest - count + j) for j in range(count)) + tail
 
 
-def _dropout_cost(first: torch.Tensor | None, out: Any) -> Cost:
-    # In eval, dropout and stochastic depth hand back their input object: nothing is computed.
-    if first is not None and _first_tensor(out) is first:
-        return ZERO
-    return 0, _numel(out)
+# -- activation memory ----------------------------------------------------------------------
 
 
 # -- activation memory ----------------------------------------------------------------------
@@ -773,10 +459,6 @@ def _prefixes(path: str | None) -> list[str]:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _tensor_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
-    return tensors_in(list(args) + list(kwargs.values()))
 
 
 def _first_tensor(*values: Any) -> torch.Tensor | None:
