@@ -17,12 +17,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
 
-from shapetrace.errors import CannotAnalyse, UsageError, first_line
+from shapetrace.errors import CannotAnalyse, UsageError, caused_by, first_line
 from shapetrace.inputs import TensorSpec
 
 
@@ -38,49 +38,60 @@ class ModelSource:
 
     def build(self) -> nn.Module:
         """Build the model with its parameters on the meta device."""
+        own_errors: list[BaseException] = []
         try:
-            model = _build_on_meta(lambda: self.builder(**self.kwargs))
+            model = _build_on_meta(lambda: self.builder(**self.kwargs), own_errors)
         except ShapetraceErrors:
             raise
-        except TypeError as exc:
-            # With --model-args, a TypeError from the constructor means they do not fit it: an
-            # unknown keyword (torchvision builders pass **kwargs on) or a value of a wrong type.
-            if self.kwargs:
-                raise UsageError(
-                    f"--model-args do not match {self.spec}: {first_line(exc)}"
-                ) from exc
-            raise CannotAnalyse(
-                f"{self.spec}: the constructor raised TypeError: {first_line(exc)}"
-            ) from exc
         except Exception as exc:
-            raise CannotAnalyse(
-                f"{self.spec}: the constructor raised {type(exc).__name__}: {first_line(exc)}"
-            ) from exc
+            if any(caused_by(exc, own) for own in own_errors):
+                raise  # shapetrace's bug while building: an internal error, not the model's
+            self._constructor_failed(exc)
         if not isinstance(model, nn.Module):
             raise UsageError(f"{self.spec} returned {type(model).__name__}, not a torch.nn.Module")
         return model
+
+    def _constructor_failed(self, exc: Exception) -> NoReturn:
+        # With --model-args, a TypeError from the constructor means they do not fit it: an
+        # unknown keyword (torchvision builders pass **kwargs on) or a value of a wrong type.
+        if isinstance(exc, TypeError) and self.kwargs:
+            raise UsageError(f"--model-args do not match {self.spec}: {first_line(exc)}") from exc
+        raise CannotAnalyse(
+            f"{self.spec}: the constructor raised {type(exc).__name__}: {first_line(exc)}"
+        ) from exc
 
 
 ShapetraceErrors = (CannotAnalyse, UsageError)
 
 
 @contextlib.contextmanager
-def _parameters_on_meta() -> Iterator[None]:
+def _parameters_on_meta(own_errors: list[BaseException]) -> Iterator[None]:
     """Move every parameter and buffer to meta as it is registered (for builders that do
-    arithmetic on real tensors, e.g. regnet's width quantisation)."""
+    arithmetic on real tensors, e.g. regnet's width quantisation). An error in the moving itself
+    is shapetrace's: it is added to `own_errors`."""
     register_parameter = nn.Module.register_parameter
     register_buffer = nn.Module.register_buffer
 
+    @contextlib.contextmanager
+    def own_code() -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            own_errors.append(exc)
+            raise
+
     def on_meta_parameter(module: nn.Module, name: str, param: Any) -> None:
-        if param is not None and param.device.type != "meta":
-            kwargs = dict(param.__dict__)
-            param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
-            param.__dict__.update(kwargs)
+        with own_code():
+            if param is not None and param.device.type != "meta":
+                kwargs = dict(param.__dict__)
+                param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+                param.__dict__.update(kwargs)
         register_parameter(module, name, param)
 
     def on_meta_buffer(module: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
-        if tensor is not None:
-            tensor = tensor.to("meta")
+        with own_code():
+            if tensor is not None:
+                tensor = tensor.to("meta")
         register_buffer(module, name, tensor, persistent=persistent)
 
     nn.Module.register_parameter = on_meta_parameter  # type: ignore[method-assign,assignment]
@@ -92,7 +103,7 @@ def _parameters_on_meta() -> Iterator[None]:
         nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
 
 
-def _build_on_meta(make: Callable[[], Any]) -> Any:
+def _build_on_meta(make: Callable[[], Any], own_errors: list[BaseException]) -> Any:
     """Build under the meta device; if an op cannot run on meta (a builder reading a tensor's
     value, or mixing meta with real tensors), build on CPU with parameters moved to meta."""
     from shapetrace.passes.shapes import MetaWatch
@@ -102,9 +113,14 @@ def _build_on_meta(make: Callable[[], Any]) -> Any:
         with torch.device("meta"), watch:
             return make()
     except Exception as exc:
-        if watch.fault_of(exc) is None:
+        try:
+            fault = watch.fault_of(exc)
+        except Exception as own:
+            own_errors.append(own)
             raise
-    with _parameters_on_meta():
+        if fault is None:
+            raise
+    with _parameters_on_meta(own_errors):
         return make()
 
 

@@ -122,6 +122,7 @@ class MetaWatch(TorchDispatchMode):
         super().__init__()
         self._raised: BaseException | None = None
         self._fault: MetaFault | None = None
+        self._own_error: BaseException | None = None
 
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
@@ -131,12 +132,19 @@ class MetaWatch(TorchDispatchMode):
             return func(*args, **kwargs)
         except Exception as exc:
             if exc is not self._raised:  # keep the innermost op an exception passed through
-                self._raised = exc
-                self._fault = _meta_fault(func, args, kwargs, exc)
+                try:
+                    fault = _meta_fault(func, args, kwargs, exc)
+                except Exception as own:
+                    self._own_error = own
+                    raise
+                self._raised, self._fault = exc, fault
             raise
 
     def fault_of(self, exc: BaseException) -> MetaFault | None:
-        """The meta run's fault behind `exc`, or None if the model itself raised it."""
+        """The meta run's fault behind `exc`, or None if the model itself raised it. An error
+        that began in this watch (shapetrace's own code) is raised again, as an internal error."""
+        if self._own_error is not None and caused_by(exc, self._own_error):
+            raise exc
         if self._raised is None or not caused_by(exc, self._raised):
             return None
         return self._fault
