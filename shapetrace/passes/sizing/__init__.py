@@ -63,10 +63,15 @@ def run(context: PassContext) -> None:
         c = analysis.first_failure(analysis.env0)
         if c is not None and c.kind in _SILENT_BREAKS:
             report.failure = _failure(context, analysis, c)
-    for node, formula in FormulaWriter(analysis).shapes().items():
+    writer = FormulaWriter(analysis)
+    for node, formula in writer.shapes().items():
         target = context.by_fx.get(node)
         if target is not None:
             target.shape_formula = formula
+    for node, reason in writer.missing.items():
+        target = context.by_fx.get(node)
+        if target is not None:
+            target.why_missing("shape_formula", reason)
     aligned = aligned_sets(analysis)
     multiples = {a: m for a, s in aligned.items() if (m := aligned_multiple(s)) is not None}
     report.aligned_multiple = multiples or None

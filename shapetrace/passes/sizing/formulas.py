@@ -53,6 +53,7 @@ class FormulaWriter:
         self.everywhere = everywhere
         self._atoms: dict[Atom, Poly | None] = {}
         self._texts: dict[Poly, str | None] = {}
+        self.missing: dict[fx.Node, str] = {}  # why `shapes` wrote no formula for a node
 
     # -- simplification ------------------------------------------------------------------
     def simplify(self, p: Poly) -> Poly | None:
@@ -168,27 +169,43 @@ class FormulaWriter:
 
     def shapes(self) -> dict[fx.Node, list[str]]:
         """`shape_formula` for every node whose single tensor output has a spatial dim, and
-        whose sizes follow from size rules alone (not past a call without one)."""
+        whose sizes follow from size rules alone (not past a call without one). Why the
+        others that would have one are without it is left in `missing`."""
         out: dict[fx.Node, list[str]] = {}
+        self.missing = {}
         if not self.a.axes:
             return out
-        guessed = {node for node, _ in self.a.prop.notes}
-        tainted: set[fx.Node] = set()
+        guessed = dict(self.a.prop.notes)
+        tainted: dict[fx.Node, fx.Node] = {}  # node -> the call without a size rule before it
         spatial = set(self.a.axes)
         for node, value in self.a.prop.values.items():
-            if node in guessed or any(n in tainted for n in node.all_input_nodes):
-                tainted.add(node)
-                continue
+            origin = (
+                node
+                if node in guessed
+                else next((tainted[n] for n in node.all_input_nodes if n in tainted), None)
+            )
+            if origin is not None:
+                tainted[node] = origin
             if not isinstance(value, STensor):
                 continue
             if not any(
-                ax is not None or d.vars & spatial
+                ax is not None or d.vars & spatial or d.opaque
                 for d, ax in zip(value.shape, value.axes, strict=True)
             ):
+                continue
+            if origin is not None:
+                self.missing[node] = (
+                    guessed[node]
+                    if origin is node
+                    else f"follows {self.a.prop.names.get(origin, origin.name)}, which has "
+                    "no size rule"
+                )
                 continue
             texts = [self.text(d) for d in value.shape]
             if all(t is not None for t in texts):
                 out[node] = [t for t in texts if t is not None]
+            else:
+                self.missing[node] = "a size no formula writes exactly (a float scale factor)"
         return out
 
 

@@ -1,7 +1,8 @@
 """Symbolic propagation: the graph run once on `STensor`s, collecting constraints.
 
-Each node is handed to its size rule (see `rules`); a call without a rule keeps the shapes
-observed at the analysed input and is noted, so the domain's bounds can say it is inexact.
+Each call is bound by the op registry (`shapetrace.ops`) and handed to its family's size rule
+(see `rules`); a call the registry does not know keeps the shapes observed at the analysed
+input and is noted, so the domain's bounds can say it is inexact.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from shapetrace import ops
 from shapetrace.passes import PassContext
 from shapetrace.passes.shapes import op_label
 from shapetrace.passes.sizing.expr import Evaluator, Opaque, Poly, Sym, Unknown, poly_max
-from shapetrace.passes.sizing.rules import FUNCTION_RULES, METHOD_RULES, MODULE_RULES
+from shapetrace.passes.sizing.rules import FAMILY_RULES
 from shapetrace.passes.sizing.tensors import (
     AXIS_NAMES,
     BATCH,
@@ -126,21 +128,10 @@ class Propagator:
                         self.first_seen[d] = node
 
     def _call(self, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if node.op == "call_module":
-            module = self.gm.get_submodule(str(node.target))
-            for types, rule in MODULE_RULES:
-                if isinstance(module, types):
-                    return rule(self, module, *args, **kwargs)
-            raise Unsupported(type(module).__name__)
-        if node.op == "call_method":
-            method = METHOD_RULES.get(str(node.target))
-            if method is None:
-                raise Unsupported(f"Tensor.{node.target}")
-            return method(self, *args, **kwargs)
-        function = FUNCTION_RULES.get(node.target)
-        if function is None:
-            raise Unsupported(op_label(node))
-        return function(self, *args, **kwargs)
+        call = ops.bind(node, args, kwargs, self.gm)
+        if call is None:
+            raise Unsupported(_unknown(node, self.gm))
+        return FAMILY_RULES[call.family](self, call)
 
     def _fallback(self, node: fx.Node, args: Any, kwargs: Any, exc: BaseException) -> Any:
         """Observed shapes for a call without a rule: exact when no input size varies,
@@ -330,6 +321,15 @@ class Propagator:
                     say(f"{name}: {text}: output dim {i} is ", d, ", not ", target),
                     node=origin,
                 )
+
+
+def _unknown(node: fx.Node, gm: fx.GraphModule) -> str:
+    """How a call the registry does not know is named in the domain's notes."""
+    if node.op == "call_module":
+        return type(gm.get_submodule(str(node.target))).__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    return op_label(node)
 
 
 def _lookup(root: nn.Module, target: str) -> Any:

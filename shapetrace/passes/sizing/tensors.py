@@ -6,8 +6,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import fx
 
+from shapetrace.ops import Call
+from shapetrace.passes.shapes import describe_module
 from shapetrace.passes.sizing.expr import Evaluator, Poly, Unknown
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("T", "H", "W")}
@@ -190,7 +193,31 @@ def say(*parts: str | Poly) -> Message:
     return message
 
 
-Rule = Callable[..., Any]
+Rule = Callable[[Any, Call], Any]  # (Propagator, bound call) -> the call's value
+
+
+def label(call: Call) -> str:
+    """The call as users wrote it: `MaxPool2d`, `interpolate`, `view`."""
+    if call.module is not None:
+        return type(call.module).__name__
+    spelling = call.spelling
+    return spelling if isinstance(spelling, str) else getattr(spelling, "__name__", call.name)
+
+
+def describe(call: Call, functional: str) -> str:
+    """A module described by its configuration (`Conv2d(3 -> 64, kernel (7, 7))`), or the
+    functional call's own description."""
+    return describe_module(call.module) if call.module is not None else functional
+
+
+def const_shape(value: Any) -> tuple[int, ...]:
+    """The sizes of a weight: a module's parameter, or a symbolic tensor of fixed sizes."""
+    if isinstance(value, torch.Tensor):
+        return tuple(int(d) for d in value.shape)
+    t = as_tensor(value)
+    if any(d.vars for d in t.shape):
+        raise Unsupported("a weight of varying size")
+    return tuple(d.const for d in t.shape)
 
 
 def as_tensor(value: Any) -> STensor:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from torch import fx, nn
 
+from shapetrace import ops
+from shapetrace.ops import Family
 from shapetrace.passes.shapes import describe_module, op_label
 from shapetrace.passes.sizing.domain import SizeAnalysis
 from shapetrace.passes.sizing.expr import Evaluator, Poly
-from shapetrace.passes.sizing.rules.features import elementwise_types
 from shapetrace.passes.sizing.tensors import BATCH, KIND_TEXT, Constraint, STensor, flat_args
 from shapetrace.report import Failure
 
-_FIXED_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_FIXED_POOLS = ("max_pool", "avg_pool")  # registry ops an adaptive pool can replace
+# Families that keep a tensor's last dim, through which a map reaches a Linear.
+_KEEP_FEATURES = (Family.IDENTITY, Family.DROPOUT, Family.ELEMENTWISE)
 
 
 class Verdict:
@@ -68,21 +71,19 @@ class Verdict:
                 return current
         return None
 
+    def op(self, node: fx.Node) -> ops.Op | None:
+        """The node's registry entry."""
+        if node.op not in ("call_module", "call_function", "call_method"):
+            return None
+        return ops.lookup(node, self.gm)
+
     def is_fixed_pool(self, node: fx.Node) -> bool:
-        if isinstance(self.module(node), _FIXED_POOLS):
-            return True
-        return node.op == "call_function" and op_label(node) in (
-            "max_pool1d",
-            "max_pool2d",
-            "max_pool3d",
-            "avg_pool1d",
-            "avg_pool2d",
-            "avg_pool3d",
-            "_max_pool1d",
-            "_max_pool2d",
-            "_max_pool3d",
-            "fn",
-        )
+        op = self.op(node)
+        return op is not None and op.name in _FIXED_POOLS
+
+    def is_linear(self, node: fx.Node) -> bool:
+        op = self.op(node)
+        return op is not None and op.family is Family.LINEAR
 
     def spatial(self, node: fx.Node) -> list[tuple[str, Poly]]:
         value = self.prop.values.get(node)
@@ -199,12 +200,8 @@ class Verdict:
                 f"is {self.size_over_domain(where)}",
                 f"put {self.adaptive(size)} before the flatten into {name}",
             )
-        if c.kind in ("view", "batch") and op_label(node) in (
-            "view",
-            "reshape",
-            "flatten",
-            "unflatten",
-        ):
+        op = self.op(node)
+        if c.kind in ("view", "batch") and op is not None and op.family is Family.RESHAPE:
             where = self.map_before(node)
             call = self.call_text(node)
             if where is None:
@@ -274,16 +271,11 @@ class Verdict:
                 if user in seen:
                     continue
                 seen.add(user)
-                module = self.module(user)
-                if isinstance(module, nn.Linear) or op_label(user) == "linear":
+                if self.is_linear(user):
                     return True
-                if isinstance(module, elementwise_types()) or op_label(user) in (
-                    "dropout",
-                    "relu",
-                    "contiguous",
-                    "flatten",
-                    "view",
-                    "reshape",
+                op = self.op(user)
+                if op is not None and (
+                    op.family in _KEEP_FEATURES or op.name in ("flatten", "view")
                 ):
                     frontier.append(user)
         return False
@@ -301,7 +293,7 @@ class Verdict:
         """What makes a model without limits accept every size."""
         for node in self.gm.graph.nodes:
             module = self.module(node)
-            if not (isinstance(module, nn.Linear) or op_label(node) == "linear"):
+            if not self.is_linear(node):
                 continue
             path = self.path_to_map(node)
             if len(path) < 2:
@@ -344,7 +336,8 @@ class Verdict:
         if module is not None:
             return f"{type(module).__name__}({shown})"
         label = op_label(node)
-        if label.startswith("adaptive"):
+        op = self.op(node)
+        if op is not None and op.family is Family.ADAPTIVE:
             return f"{label}(x, {shown})"
         return f"{label} over {', '.join(self.a.axes)}"
 

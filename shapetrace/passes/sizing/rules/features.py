@@ -1,16 +1,14 @@
 """Size rules of layers that read channels or features and keep the spatial size: Linear,
-normalisations, embeddings, attention, elementwise layers; module and functional forms."""
+normalisations, embeddings, attention; module and functional forms alike."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch.nn.functional as F
-import torchvision.ops
 from torch import nn
 
-from shapetrace.passes.shapes import describe_module
+from shapetrace.ops import Call, Family
 from shapetrace.passes.sizing.expr import Poly
 from shapetrace.passes.sizing.tensors import (
     BATCH,
@@ -18,6 +16,9 @@ from shapetrace.passes.sizing.tensors import (
     STensor,
     Unsupported,
     as_tensor,
+    const_shape,
+    describe,
+    label,
     prod,
     say,
 )
@@ -26,7 +27,14 @@ if TYPE_CHECKING:
     from shapetrace.passes.sizing.propagate import Propagator
 
 
-def _linear_features(p: Propagator, x: STensor, features: int, desc: str) -> None:
+def _linear(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    out_features, in_features = const_shape(call.get("weight"))
+    _features(p, x, in_features, describe(call, f"linear({in_features} -> {out_features})"))
+    return x.like((*x.shape[:-1], Poly.of(out_features)), (*x.axes[:-1], None))
+
+
+def _features(p: Propagator, x: STensor, features: int, desc: str) -> None:
     name = p.name
     got = x.shape[-1]
     pattern = "flatten" if got.vars - {BATCH} else ""
@@ -40,19 +48,53 @@ def _linear_features(p: Propagator, x: STensor, features: int, desc: str) -> Non
     )
 
 
-def _linear(p: Propagator, m: nn.Linear, x: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    _linear_features(p, x, m.in_features, describe_module(m))
-    return x.like((*x.shape[:-1], Poly.of(m.out_features)), (*x.axes[:-1], None))
+# -- normalisation ------------------------------------------------------------------------------
 
 
-def _same(p: Propagator, m: nn.Module, x: Any, *_: Any, **__: Any) -> STensor:
-    return as_tensor(x)
+def _norm(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    kind = label(call)
+    if call.name == "batch_norm":
+        _channels(p, call, x, call.get("num_features"))
+        if _batch_statistics(call):
+            count = x.shape[0] * prod(x.shape[2:])
+            _more_than_one(p, count, f"{kind} in training mode (per channel)")
+    elif call.name == "instance_norm":
+        if call.module is not None:
+            own_stats = call.get("training", False) or not call.get("track_running_stats", False)
+        else:
+            own_stats = bool(call.get("use_input_stats", True))
+        if own_stats:
+            rank = int(call.get("rank", x.ndim - 2))
+            _more_than_one(p, prod(x.shape[x.ndim - rank :]), f"{kind} (spatially)")
+    elif call.name == "group_norm":
+        _channels(p, call, x, call.get("num_channels"))
+        groups = int(call.get("num_groups"))
+        count = (x.shape[0] * x.shape[1]).floordiv(groups) * prod(x.shape[2:])
+        _more_than_one(p, count, f"{kind} (per group)")
+    elif call.name == "layer_norm":
+        shape = call.get("normalized_shape")
+        shape = [shape] if isinstance(shape, (int, Poly)) else list(shape)
+        if not any(isinstance(s, Poly) and s.vars for s in shape):
+            _normalized_shape(p, x, [int(Poly.of(s).const) for s in shape], kind)
+    return x
 
 
-def _channels(p: Propagator, m: nn.Module, x: STensor, count: int) -> None:
-    if x.ndim >= 2:
-        p.equal_sizes(x.shape[1], Poly.of(count), f"{type(m).__name__} channels", kind="features")
+def _batch_statistics(call: Call) -> bool:
+    """Does a batch norm normalise by the batch's own statistics? A module does in training
+    mode or without running statistics (a frozen one never); `F.batch_norm` when told to."""
+    module = call.module
+    if module is None:
+        return bool(call.get("training", False))
+    if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return False
+    return module.training or (module.running_mean is None and module.running_var is None)
+
+
+def _channels(p: Propagator, call: Call, x: STensor, count: int | None) -> None:
+    if x.ndim >= 2 and count is not None:
+        what = f"{label(call)} channels"
+        p.equal_sizes(x.shape[1], Poly.of(count), what, kind="features")
 
 
 def _more_than_one(p: Propagator, count: Poly, what: str) -> None:
@@ -64,36 +106,6 @@ def _more_than_one(p: Propagator, count: Poly, what: str) -> None:
         1,
         say(f"{name}: {what} needs more than 1 value, gets ", count),
     )
-
-
-def _batch_norm(
-    p: Propagator, m: nn.modules.batchnorm._BatchNorm, x: Any, *_: Any, **__: Any
-) -> STensor:
-    x = as_tensor(x)
-    _channels(p, m, x, m.num_features)
-    if m.training or (m.running_mean is None and m.running_var is None):
-        _more_than_one(
-            p, x.shape[0] * prod(x.shape[2:]), f"{type(m).__name__} in training mode (per channel)"
-        )
-    return x
-
-
-def _instance_norm(
-    p: Propagator, m: nn.modules.instancenorm._InstanceNorm, x: Any, *_: Any, **__: Any
-) -> STensor:
-    x = as_tensor(x)
-    if m.training or not m.track_running_stats:
-        rank = {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:].lower()]
-        _more_than_one(p, prod(x.shape[x.ndim - rank :]), f"{type(m).__name__} (spatially)")
-    return x
-
-
-def _group_norm(p: Propagator, m: nn.GroupNorm, x: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    _channels(p, m, x, m.num_channels)
-    count = (x.shape[0] * x.shape[1]).floordiv(m.num_groups) * prod(x.shape[2:])
-    _more_than_one(p, count, "GroupNorm (per group)")
-    return x
 
 
 def _normalized_shape(p: Propagator, x: STensor, shape: Sequence[int], desc: str) -> None:
@@ -110,14 +122,13 @@ def _normalized_shape(p: Propagator, x: STensor, shape: Sequence[int], desc: str
         )
 
 
-def _layer_norm(p: Propagator, m: Any, x: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    _normalized_shape(p, x, m.normalized_shape, type(m).__name__)
-    return x
+# -- embeddings and attention -----------------------------------------------------------------
 
 
-def _embedding_lookup(p: Propagator, x: Any, num: int, dim: int, desc: str) -> STensor:
-    x = as_tensor(x)
+def _embedding(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    num, dim = const_shape(call.get("weight"))
+    desc = describe(call, f"embedding({num}, {dim})")
     if x.vmax is not None and x.vmax.vars - {BATCH}:
         name, top = p.name, x.vmax
         p.require(
@@ -131,138 +142,38 @@ def _embedding_lookup(p: Propagator, x: Any, num: int, dim: int, desc: str) -> S
     return STensor((*x.shape, Poly.of(dim)), (*x.axes, None))
 
 
-def _embedding(p: Propagator, m: nn.Embedding, x: Any, *_: Any, **__: Any) -> STensor:
-    return _embedding_lookup(p, x, m.num_embeddings, m.embedding_dim, describe_module(m))
-
-
-def _attention(
-    p: Propagator,
-    m: nn.MultiheadAttention,
-    query: Any,
-    key: Any,
-    value: Any,
-    *_: Any,
-    need_weights: bool = True,
-    average_attn_weights: bool = True,
-    **__: Any,
-) -> Any:
-    q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
-    seq = 1 if m.batch_first or q.ndim == 2 else 0
+def _attention(p: Propagator, call: Call) -> Any:
+    if call.name == "transformer":
+        # A decoder (or nn.Transformer) answers in the shape of its target sequence.
+        return as_tensor(call.get("tgt", call.input))
+    q, k, v = (as_tensor(call.get(n)) for n in ("query", "key", "value"))
+    if call.name == "scaled_dot_product_attention":
+        p.equal_sizes(k.shape[-2], v.shape[-2], "attention keys and values")
+        return STensor((*q.shape[:-1], v.shape[-1]), (*q.axes[:-1], None))
+    embed_dim = call.get("embed_dim", call.get("embed_dim_to_check"))
+    heads = call.get("num_heads")
+    if embed_dim is None or heads is None:
+        raise Unsupported("multi-head attention without its sizes")
+    batch_first = bool(call.get("batch_first", False))
+    seq = 1 if batch_first or q.ndim == 2 else 0
     p.equal_sizes(
         k.shape[seq if k.ndim == 3 else 0],
         v.shape[seq if v.ndim == 3 else 0],
         "attention keys and values",
     )
-    out = q.like((*q.shape[:-1], Poly.of(m.embed_dim)), (*q.axes[:-1], None))
-    if not need_weights:
+    out = q.like((*q.shape[:-1], Poly.of(embed_dim)), (*q.axes[:-1], None))
+    if not call.get("need_weights", True):
         return (out, None)
     lq, lk = q.shape[seq if q.ndim == 3 else 0], k.shape[seq if k.ndim == 3 else 0]
-    batch = [q.shape[0 if m.batch_first else 1]] if q.ndim == 3 else []
-    heads = [] if average_attn_weights else [Poly.of(m.num_heads)]
-    shape = [*batch, *heads, lq, lk]
+    batch = [q.shape[0 if batch_first else 1]] if q.ndim == 3 else []
+    per_head = [] if call.get("average_attn_weights", True) else [Poly.of(heads)]
+    shape = [*batch, *per_head, lq, lk]
     return (out, STensor(tuple(shape), (None,) * len(shape)))
 
 
-def _first_input(p: Propagator, m: nn.Module, x: Any, *_: Any, **__: Any) -> STensor:
-    return as_tensor(x)
-
-
-def elementwise_types() -> tuple[type, ...]:
-    from torch.nn.modules import activation, dropout
-
-    kinds = [
-        t
-        for mod in (activation, dropout)
-        for t in vars(mod).values()
-        if isinstance(t, type)
-        and issubclass(t, nn.Module)
-        and t not in (nn.MultiheadAttention, nn.Module)
-    ]
-    kinds += [nn.Identity, nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.ChannelShuffle]
-    return tuple(kinds)
-
-
-def _linear_fn(p: Propagator, x: Any, weight: Any, *_: Any, **__: Any) -> STensor:
-    x, w = as_tensor(x), as_tensor(weight)
-    features = w.shape[-1]
-    if features.vars:
-        raise Unsupported("a linear with a varying weight")
-    _linear_features(p, x, features.const, f"linear({features.const} -> {w.shape[0]})")
-    return STensor((*x.shape[:-1], w.shape[0]), (*x.axes[:-1], None))
-
-
-def _layer_norm_fn(p: Propagator, x: Any, normalized_shape: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    shape = [normalized_shape] if isinstance(normalized_shape, int) else list(normalized_shape)
-    if any(isinstance(s, Poly) and s.vars for s in shape):
-        return x
-    _normalized_shape(p, x, [int(Poly.of(s).const) for s in shape], "layer_norm")
-    return x
-
-
-def _batch_norm_fn(p: Propagator, x: Any, *args: Any, **kwargs: Any) -> STensor:
-    x = as_tensor(x)
-    training = args[4] if len(args) > 4 else kwargs.get("training", False)
-    if training:
-        _more_than_one(p, x.shape[0] * prod(x.shape[2:]), "batch_norm in training mode")
-    return x
-
-
-def _group_norm_fn(p: Propagator, x: Any, num_groups: int, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    count = (x.shape[0] * x.shape[1]).floordiv(num_groups) * prod(x.shape[2:])
-    _more_than_one(p, count, "group_norm (per group)")
-    return x
-
-
-def _embedding_fn(p: Propagator, x: Any, weight: Any, *_: Any, **__: Any) -> STensor:
-    w = as_tensor(weight)
-    if any(d.vars for d in w.shape):
-        raise Unsupported("an embedding with a varying table")
-    num, dim = w.shape[0].const, w.shape[1].const
-    return _embedding_lookup(p, x, num, dim, f"embedding({num}, {dim})")
-
-
-def _sdpa(p: Propagator, q: Any, k: Any, v: Any, *_: Any, **__: Any) -> STensor:
-    q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
-    p.equal_sizes(k.shape[-2], v.shape[-2], "attention keys and values")
-    return STensor((*q.shape[:-1], v.shape[-1]), (*q.axes[:-1], None))
-
-
-MODULE_RULES: list[tuple[type | tuple[type, ...], Rule]] = [
-    (nn.Linear, _linear),
-    (nn.modules.batchnorm._BatchNorm, _batch_norm),
-    (nn.modules.instancenorm._InstanceNorm, _instance_norm),
-    (nn.GroupNorm, _group_norm),
-    ((nn.LayerNorm, nn.RMSNorm), _layer_norm),
-    (nn.Embedding, _embedding),
-    (nn.MultiheadAttention, _attention),
-    (
-        (
-            nn.TransformerEncoderLayer,
-            nn.TransformerDecoderLayer,
-            nn.TransformerEncoder,
-            nn.TransformerDecoder,
-        ),
-        _first_input,
-    ),
-    (elementwise_types(), _same),
-    (
-        (
-            torchvision.ops.StochasticDepth,
-            torchvision.ops.FrozenBatchNorm2d,
-            torchvision.ops.DropBlock2d,
-            torchvision.ops.DropBlock3d,
-        ),
-        _same,
-    ),
-]
-
-FUNCTION_RULES: dict[Any, Rule] = {
-    F.linear: _linear_fn,
-    F.layer_norm: _layer_norm_fn,
-    F.batch_norm: _batch_norm_fn,
-    F.group_norm: _group_norm_fn,
-    F.embedding: _embedding_fn,
-    F.scaled_dot_product_attention: _sdpa,
+RULES: dict[Family, Rule] = {
+    Family.LINEAR: _linear,
+    Family.NORM: _norm,
+    Family.EMBEDDING: _embedding,
+    Family.ATTENTION: _attention,
 }

@@ -1,20 +1,17 @@
-"""Size rules of ops that compute: arithmetic on sizes and tensors (broadcasting), comparisons
-and `torch._assert`, reductions, matmul and einsum, factories such as arange, and the long
-tail of elementwise functions and methods."""
+"""Size rules of ops that compute: identities, elementwise ops (broadcasting) and Python
+arithmetic on sizes, ops along one dim, reductions, matrix products, factories, questions about
+sizes, and `torch._assert`."""
 
 from __future__ import annotations
 
-import math
-import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
-import torchvision.ops
 
-from shapetrace.passes.shapes import op_label
-from shapetrace.passes.sizing.expr import Poly
+from shapetrace.ops import Call, Family
+from shapetrace.passes.sizing.expr import Poly, poly_max, poly_min
 from shapetrace.passes.sizing.tensors import (
     BATCH,
     Pred,
@@ -24,6 +21,8 @@ from shapetrace.passes.sizing.tensors import (
     as_tensor,
     dim_index,
     flat_args,
+    label,
+    prod,
     say,
     sizes_arg,
 )
@@ -32,49 +31,141 @@ if TYPE_CHECKING:
     from shapetrace.passes.sizing.propagate import Propagator
 
 
-def _scalar(fn: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
-    if not isinstance(a, Poly) and not isinstance(b, Poly):
-        return fn(a, b)
-    if isinstance(a, float) or isinstance(b, float) or a is None or b is None:
-        raise Unsupported("float arithmetic on a size")
-    x, y = Poly.of(a), Poly.of(b)
-    if fn is operator.add:
-        return x + y
-    if fn is operator.sub:
-        return x - y
-    if fn is operator.mul:
-        return x * y
-    if fn in (operator.floordiv, operator.mod) and y.is_const and y.const > 0:
-        return x.floordiv(y.const) if fn is operator.floordiv else x.mod(y.const)
-    raise Unsupported(f"{fn.__name__} of sizes")
+def _same(p: Propagator, call: Call) -> STensor:
+    """The input itself (identities, dropout): index bounds and parameters pass through."""
+    return as_tensor(call.input)
 
 
-def _binary(fn: Callable[[Any, Any], Any]) -> Rule:
-    def rule(p: Propagator, a: Any, b: Any = None, *_: Any, **__: Any) -> Any:
-        tensors = [v for v in (a, b) if isinstance(v, STensor)]
-        if tensors:
-            return p.broadcast(tensors, fn.__name__)
-        return _scalar(fn, a, b)
-
-    return rule
+def _reshaped(p: Propagator, call: Call) -> STensor:
+    """A tensor of the input's shape (softmax, cumsum, flip, roll, channel shuffle)."""
+    x = as_tensor(call.input)
+    if call.name == "glu":
+        return _glu(p, x, int(call.get("dim", -1)))
+    return x.like(x.shape, x.axes)
 
 
-def _compare_rule(rel: str, fn: Callable[[Any, Any], Any]) -> Rule:
-    def rule(p: Propagator, a: Any, b: Any, *_: Any, **__: Any) -> Any:
-        if isinstance(a, STensor) or isinstance(b, STensor):
-            tensors = [v for v in (a, b) if isinstance(v, STensor)]
-            return p.broadcast(tensors, fn.__name__)
-        if isinstance(a, Poly) or isinstance(b, Poly):
-            x, y = Poly.of(a), Poly.of(b)
-            if not (x - y).vars:
-                return fn(x.const, y.const)
-            return Pred(x, rel, y)
-        return fn(a, b)
+def _glu(p: Propagator, x: STensor, dim: int) -> STensor:
+    d = dim_index(dim, x.ndim)
+    size = x.shape[d]
+    p.require(
+        "view",
+        size,
+        "%",
+        0,
+        say(f"{p.name}: glu halves dim {d}, which needs an even size, gets ", size),
+        modulus=2,
+    )
+    shape = list(x.shape)
+    shape[d] = size.floordiv(2)
+    return x.like(shape, x.axes)
 
-    return rule
+
+# -- elementwise, and Python arithmetic on sizes ----------------------------------------------
 
 
-def _assert(p: Propagator, cond: Any, message: Any = "", *_: Any, **__: Any) -> None:
+def _elementwise(p: Propagator, call: Call) -> Any:
+    tensors = list({id(t): t for t in flat_args(list(call.args.values()))}.values())
+    if len(tensors) == 1:
+        return tensors[0].like(tensors[0].shape, tensors[0].axes)
+    if tensors:
+        return p.broadcast(tensors, label(call))
+    fn = call.spelling
+    if not callable(fn):
+        raise Unsupported("an op without tensors")
+    operands = [call.args[k] for k in ("input", "other") if k in call.args]
+    operands += list(call.args.get("more") or ())
+    return fn(*(_Size(v) if isinstance(v, Poly) else v for v in operands))
+
+
+def _operand(value: Any) -> Poly:
+    if isinstance(value, _Size):
+        return value.p
+    if isinstance(value, (int, Poly)):
+        return Poly.of(value)
+    raise Unsupported(f"{type(value).__name__} arithmetic on a size")
+
+
+def _divisor(value: Any) -> int:
+    d = _operand(value)
+    if d.is_const and d.const > 0:
+        return d.const
+    raise Unsupported("division by a size")
+
+
+def _compare(x: Poly, rel: str, other: Any, holds: Callable[[int, int], bool]) -> Any:
+    y = _operand(other)
+    if not (x - y).vars:
+        return holds(x.const, y.const)
+    return Pred(x, rel, y)
+
+
+class _Size:
+    """A size as Python sees it, so that a traced `h // 2`, `h - 1` or `h == 224` runs the
+    model's own operator: `+ - *`, `//` and `%` by a constant, comparisons (a `Pred` unless
+    both sides are known). True division and powers have no size rule."""
+
+    __slots__ = ("p",)
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, p: Poly) -> None:
+        self.p = p
+
+    def __add__(self, o: Any) -> Poly:
+        return self.p + _operand(o)
+
+    def __radd__(self, o: Any) -> Poly:
+        return _operand(o) + self.p
+
+    def __sub__(self, o: Any) -> Poly:
+        return self.p - _operand(o)
+
+    def __rsub__(self, o: Any) -> Poly:
+        return _operand(o) - self.p
+
+    def __mul__(self, o: Any) -> Poly:
+        return self.p * _operand(o)
+
+    def __rmul__(self, o: Any) -> Poly:
+        return _operand(o) * self.p
+
+    def __floordiv__(self, o: Any) -> Poly:
+        return self.p.floordiv(_divisor(o))
+
+    def __mod__(self, o: Any) -> Poly:
+        return self.p.mod(_divisor(o))
+
+    def __truediv__(self, o: Any) -> Poly:
+        raise Unsupported("true division of a size")
+
+    __rtruediv__ = __pow__ = __rpow__ = __rfloordiv__ = __rmod__ = __truediv__
+
+    def __neg__(self) -> Poly:
+        return -self.p
+
+    def __pos__(self) -> Poly:
+        return self.p
+
+    def __eq__(self, o: object) -> Any:  # type: ignore[override]
+        return _compare(self.p, "==", o, lambda a, b: a == b)
+
+    def __ne__(self, o: object) -> Any:  # type: ignore[override]
+        return _compare(self.p, "!=", o, lambda a, b: a != b)
+
+    def __lt__(self, o: Any) -> Any:
+        return _compare(self.p, "<", o, lambda a, b: a < b)
+
+    def __le__(self, o: Any) -> Any:
+        return _compare(self.p, "<=", o, lambda a, b: a <= b)
+
+    def __gt__(self, o: Any) -> Any:
+        return _compare(self.p, ">", o, lambda a, b: a > b)
+
+    def __ge__(self, o: Any) -> Any:
+        return _compare(self.p, ">=", o, lambda a, b: a >= b)
+
+
+def _assert(p: Propagator, call: Call) -> None:
+    cond, message = call.args.get("condition"), call.get("message", "")
     if isinstance(cond, Pred):
         name = p.name
         lhs, rhs, rel = cond.lhs, cond.rhs, cond.rel
@@ -92,38 +183,54 @@ def _assert(p: Propagator, cond: Any, message: Any = "", *_: Any, **__: Any) -> 
         p.require("assert", 0, "==", 1, say(f"{name}: torch._assert fails: {message}"))
 
 
-def _identity(p: Propagator, x: Any, *_: Any, **__: Any) -> Any:
-    return as_tensor(x)
+# -- reductions and products --------------------------------------------------------------------
 
 
-def _elementwise(p: Propagator, *args: Any, **kwargs: Any) -> STensor:
-    tensors = flat_args((args, kwargs))
-    if not tensors:
-        raise Unsupported("an op without tensors")
-    return p.broadcast(tensors, op_label(p.node))
-
-
-def _reduce(
-    p: Propagator, x: Any, dim: Any = None, keepdim: bool = False, *_: Any, **kwargs: Any
-) -> Any:
-    x = as_tensor(x)
-    dim = kwargs.get("axis", dim)
+def _reduce(p: Propagator, call: Call) -> Any:
+    x = as_tensor(call.input)
+    dim = call.args.get("dim")
+    other = dim if isinstance(dim, STensor) else call.args.get("other")
+    if isinstance(other, STensor):  # torch.max(a, b) is elementwise
+        return p.broadcast([x, other], label(call))
     if dim is None or (isinstance(dim, (list, tuple)) and not dim):
         return STensor((), ())
-    dims = {dim_index(d, x.ndim) for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
-    keepdim = bool(kwargs.get("keepdim", keepdim))
+    dim_list = list(dim) if isinstance(dim, (list, tuple)) else [dim]
+    dims = {dim_index(d, x.ndim) for d in dim_list}
+    keepdim = bool(call.get("keepdim", False))
     shape = [
         Poly.of(1) if d in dims else s for d, s in enumerate(x.shape) if keepdim or d not in dims
     ]
     axes = [None if d in dims else a for d, a in enumerate(x.axes) if keepdim or d not in dims]
     out = STensor(tuple(shape), tuple(axes))
-    method = op_label(p.node)
-    if method in ("max", "min", "median", "mode", "sort", "topk", "kthvalue"):
-        return (out, out)
+    key = tuple(dim_list) if isinstance(dim, (list, tuple)) else dim
+    return (out, out) if _gives_indices(call.spelling, x.ndim, key) else out
+
+
+@lru_cache(maxsize=256)
+def _gives_indices(spelling: Any, ndim: int, dim: Any) -> bool:
+    """Does the reduction return (values, indices) (`max`, `min`, `median` along a dim)? Asked
+    of torch itself, on a small meta tensor."""
+    fn = getattr(torch.Tensor, spelling, None) if isinstance(spelling, str) else spelling
+    if fn is None:
+        return False
+    try:
+        out = fn(torch.empty((2,) * max(ndim, 1), device="meta"), dim)
+    except Exception:  # any refusal of the probe means no pair
+        return False
+    return isinstance(out, tuple)
+
+
+def _products(p: Propagator, call: Call) -> STensor:
+    if call.name == "einsum":
+        return _einsum(p, call.get("equation"), call.get("operands", ()))
+    out = _matmul(p, call.input, call.get("other"))
+    bias = call.args.get("bias")
+    if isinstance(bias, STensor):  # addmm, baddbmm
+        return p.broadcast([bias, out], label(call))
     return out
 
 
-def _matmul(p: Propagator, a: Any, b: Any, *_: Any, **__: Any) -> STensor:
+def _matmul(p: Propagator, a: Any, b: Any) -> STensor:
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim < 1 or b.ndim < 1:
         raise Unsupported("matmul of scalars")
@@ -159,42 +266,8 @@ def _matmul(p: Propagator, a: Any, b: Any, *_: Any, **__: Any) -> STensor:
     return STensor(tuple(shape), tuple(axes))
 
 
-def _arange(p: Propagator, *args: Any, **kwargs: Any) -> STensor:
-    values = [a for a in args if isinstance(a, (int, Poly))]
-    if "end" in kwargs:
-        values = [*values, kwargs["end"]] if values else [0, kwargs["end"]]
-    if "start" in kwargs:
-        values = [kwargs["start"], *values]
-    start, end, step = (
-        (0, values[0], 1)
-        if len(values) == 1
-        else (values[0], values[1], values[2] if len(values) > 2 else 1)
-    )
-    if not isinstance(step, int) or step <= 0:
-        raise Unsupported("arange with a varying or negative step")
-    s, e = Poly.of(start), Poly.of(end)
-    length = (e - s + step - 1).floordiv(step)
-    return STensor((length,), (None,), s + (length - 1) * step)
-
-
-def _factory(p: Propagator, *size: Any, **kwargs: Any) -> STensor:
-    dims = sizes_arg(size) if size else list(kwargs.get("size", ()))
-    if dims and isinstance(dims[-1], float):
-        dims = dims[:-1]  # torch.full(size, value)
-    shape = tuple(Poly.of(d) for d in dims)
-    return STensor(shape, (None,) * len(shape))
-
-
-def _full(p: Propagator, size: Any, *_: Any, **__: Any) -> STensor:
-    return _factory(p, *list(size))
-
-
-def _new_factory(p: Propagator, x: Any, *size: Any, **kwargs: Any) -> STensor:
-    return _factory(p, *size, **kwargs)
-
-
-def _einsum(p: Propagator, equation: Any, *operands: Any, **__: Any) -> STensor:
-    tensors = [as_tensor(t) for t in sizes_arg(operands)]
+def _einsum(p: Propagator, equation: Any, operands: Sequence[Any]) -> STensor:
+    tensors = [as_tensor(t) for t in sizes_arg(list(operands))]
     spec = str(equation).replace(" ", "")
     if "..." in spec or "->" not in spec:
         raise Unsupported("einsum with an ellipsis or an implicit output")
@@ -212,251 +285,173 @@ def _einsum(p: Propagator, equation: Any, *operands: Any, **__: Any) -> STensor:
     return STensor(tuple(sizes[c][0] for c in output), tuple(sizes[c][1] for c in output))
 
 
-def _math_identity(p: Propagator, x: Any, *_: Any, **__: Any) -> Any:
-    if isinstance(x, Poly):
-        return x
-    raise Unsupported("math on a non-size")
+# -- factories ----------------------------------------------------------------------------------
 
 
-_REDUCTIONS = (
-    "mean",
-    "sum",
-    "amax",
-    "amin",
-    "max",
-    "min",
-    "std",
-    "var",
-    "prod",
-    "argmax",
-    "argmin",
-    "logsumexp",
-    "norm",
-    "all",
-    "any",
-)
-_ELEMENTWISE_TORCH = (
-    "relu",
-    "relu_",
-    "sigmoid",
-    "tanh",
-    "exp",
-    "log",
-    "abs",
-    "sqrt",
-    "rsqrt",
-    "neg",
-    "sign",
-    "erf",
-    "clamp",
-    "clip",
-    "sin",
-    "cos",
-    "softmax",
-    "log_softmax",
-    "dropout",
-    "pow",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "true_divide",
-    "maximum",
-    "minimum",
-    "where",
-    "zeros_like",
-    "ones_like",
-    "empty_like",
-    "rand_like",
-    "randn_like",
-    "full_like",
-    "roll",
-    "flip",
-    "cumsum",
-    "nan_to_num",
-    "square",
-    "channel_shuffle",
-    "sigmoid_",
-    "masked_fill",
-    "clamp_min",
-    "clamp_max",
-    "exp_",
-    "floor",
-    "ceil",
-    "round",
-)
-_ELEMENTWISE_FUNCTIONAL = (
-    "relu",
-    "relu6",
-    "elu",
-    "selu",
-    "celu",
-    "gelu",
-    "silu",
-    "mish",
-    "hardswish",
-    "hardsigmoid",
-    "hardtanh",
-    "leaky_relu",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "log_softmax",
-    "softmin",
-    "softplus",
-    "dropout",
-    "dropout1d",
-    "dropout2d",
-    "dropout3d",
-    "alpha_dropout",
-    "normalize",
-    "prelu",
-    "local_response_norm",
-    "threshold",
-    "logsigmoid",
-    "tanhshrink",
-    "softsign",
-    "relu_",
-    "instance_norm",
-)
-_ELEMENTWISE_NN = ("hardswish", "hardsigmoid", "relu6", "gelu", "silu", "leaky_relu", "elu")
-_ELEMENTWISE_METHODS = (
-    "contiguous",
-    "clone",
-    "detach",
-    "float",
-    "half",
-    "double",
-    "int",
-    "long",
-    "bool",
-    "cpu",
-    "cuda",
-    "requires_grad_",
-    "relu",
-    "relu_",
-    "sigmoid",
-    "sigmoid_",
-    "tanh",
-    "exp",
-    "log",
-    "abs",
-    "sqrt",
-    "rsqrt",
-    "neg",
-    "softmax",
-    "log_softmax",
-    "clamp",
-    "clamp_",
-    "clamp_min",
-    "clip",
-    "masked_fill",
-    "masked_fill_",
-    "add",
-    "add_",
-    "sub",
-    "sub_",
-    "mul",
-    "mul_",
-    "div",
-    "div_",
-    "pow",
-    "fill_",
-    "zero_",
-    "sign",
-    "erf",
-    "floor",
-    "ceil",
-    "round",
-    "roll",
-    "flip",
-    "cumsum",
-    "square",
-    "sin",
-    "cos",
-    "normal_",
-    "uniform_",
-    "bernoulli_",
-    "bernoulli",
-    "maximum",
-    "minimum",
-    "where",
-    "hardswish",
-    "gelu",
-    "sigmoid",
-    "nan_to_num",
-)
+def _factory(p: Propagator, call: Call) -> STensor:
+    if call.name in ("factory", "new_factory"):
+        shape = tuple(Poly.of(d) for d in _sizes(call.get("size", ())))
+        return STensor(shape, (None,) * len(shape))
+    if call.name == "like_factory":
+        x = as_tensor(call.input)
+        return STensor(x.shape, x.axes)
+    if call.name == "arange":
+        return _arange(call)
+    if call.name == "linspace":
+        return STensor((Poly.of(call.get("steps")),), (None,))
+    data = call.get("data")  # tensor, new_tensor: the shape of the data
+    if isinstance(data, STensor):
+        return STensor(data.shape, (None,) * data.ndim)
+    shape = _data_shape(data)
+    return STensor(shape, (None,) * len(shape))
 
 
-def _function_rules() -> dict[Any, Rule]:
-    rules: dict[Any, Rule] = {
-        operator.add: _binary(operator.add),
-        operator.iadd: _binary(operator.add),
-        operator.sub: _binary(operator.sub),
-        operator.isub: _binary(operator.sub),
-        operator.mul: _binary(operator.mul),
-        operator.imul: _binary(operator.mul),
-        operator.truediv: _binary(operator.truediv),
-        operator.floordiv: _binary(operator.floordiv),
-        operator.mod: _binary(operator.mod),
-        operator.pow: _binary(operator.pow),
-        operator.matmul: _matmul,
-        operator.neg: lambda p, x: _elementwise(p, x) if isinstance(x, STensor) else -x,
-        operator.eq: _compare_rule("==", operator.eq),
-        operator.ne: _compare_rule("!=", operator.ne),
-        operator.ge: _compare_rule(">=", operator.ge),
-        operator.le: _compare_rule("<=", operator.le),
-        operator.gt: _compare_rule(">", operator.gt),
-        operator.lt: _compare_rule("<", operator.lt),
-        torch._assert: _assert,
-        torch.matmul: _matmul,
-        torch.bmm: _matmul,
-        torch.mm: _matmul,
-        torch.arange: _arange,
-        torch.zeros: _factory,
-        torch.ones: _factory,
-        torch.empty: _factory,
-        torch.randn: _factory,
-        torch.rand: _factory,
-        torch.full: _full,
-        torch.einsum: _einsum,
-        math.floor: _math_identity,
-        math.ceil: _math_identity,
-        int: _math_identity,
-    }
-    for name in _REDUCTIONS:
-        rules[getattr(torch, name)] = _reduce
-    for name in _ELEMENTWISE_TORCH:
-        rules[getattr(torch, name)] = _elementwise
-    for name in _ELEMENTWISE_FUNCTIONAL:
-        rules[getattr(F, name)] = _elementwise
-    for name in _ELEMENTWISE_NN:
-        fn = getattr(torch._C._nn, name, None)
-        if fn is not None:
-            rules[fn] = _elementwise
-    rules[torchvision.ops.stochastic_depth] = _elementwise
-    return rules
+def _sizes(value: Any) -> list[Any]:
+    """A factory's sizes: `zeros(2, 3)`, `zeros((2, 3))`, `full((2, 3), 0.5)`."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if items and isinstance(items[0], (list, tuple)):
+        return list(items[0])
+    return items
 
 
-def _method_rules() -> dict[str, Rule]:
-    rules: dict[str, Rule] = {
-        "matmul": _matmul,
-        "bmm": _matmul,
-        "mm": _matmul,
-        "new_zeros": _new_factory,
-        "new_ones": _new_factory,
-        "new_empty": _new_factory,
-        "new_full": lambda p, x, size, *_, **__: _factory(p, *list(size)),
-        "to": _identity,
-        "type": _identity,
-        "type_as": _identity,
-    }
-    for name in (*_REDUCTIONS, "median"):
-        rules[name] = _reduce
-    for name in _ELEMENTWISE_METHODS:
-        rules[name] = _elementwise
-    return rules
+def _data_shape(data: Any) -> tuple[Poly, ...]:
+    if isinstance(data, (list, tuple)):
+        inner = _data_shape(data[0]) if data else ()
+        return (Poly.of(len(data)), *inner)
+    return ()
 
 
-FUNCTION_RULES = _function_rules()
-METHOD_RULES = _method_rules()
+def _arange(call: Call) -> STensor:
+    values = [a for a in call.get("args", ()) if isinstance(a, (int, Poly))]
+    end, start = call.args.get("end"), call.args.get("start")
+    if end is not None:
+        values = [*values, end] if values else [0, end]
+    if start is not None:
+        values = [start, *values]
+    start, end, step = (
+        (0, values[0], 1)
+        if len(values) == 1
+        else (values[0], values[1], values[2] if len(values) > 2 else call.get("step", 1))
+    )
+    if not isinstance(step, int) or step <= 0:
+        raise Unsupported("arange with a varying or negative step")
+    s, e = Poly.of(start), Poly.of(end)
+    length = (e - s + step - 1).floordiv(step)
+    return STensor((length,), (None,), s + (length - 1) * step)
+
+
+# -- questions about sizes ------------------------------------------------------------------
+
+
+class _SizeView:
+    """A tensor's query API over its symbolic sizes (`x.size(2)`, `x.shape`, `x.dim()`,
+    `x.numel()`, `x.mT`); any other attribute is the value observed at the analysed size,
+    when that is not a tensor (a dtype, a device)."""
+
+    def __init__(self, p: Propagator, x: STensor) -> None:
+        self._p, self._x = p, x
+
+    @property
+    def shape(self) -> tuple[Poly, ...]:
+        return self._x.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._x.ndim
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim_index(dim, self.ndim)]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    ndimension = dim
+
+    def numel(self) -> Poly:
+        return prod(self.shape)
+
+    nelement = numel
+
+    def __len__(self) -> int:
+        first = self.shape[0]
+        if first.vars:
+            raise Unsupported("len() of a varying dim")
+        return first.const
+
+    @property
+    def T(self) -> STensor:
+        x = self._x
+        return x.like(x.shape[::-1], x.axes[::-1])
+
+    @property
+    def mT(self) -> STensor:
+        x = self._x
+        order = [*range(x.ndim - 2), x.ndim - 1, x.ndim - 2]
+        return x.like([x.shape[d] for d in order], [x.axes[d] for d in order])
+
+    def __getattr__(self, attr: str) -> Any:
+        value = self._p.observed.get(self._p.node)
+        if value is None or isinstance(value, torch.Tensor):
+            raise Unsupported(f"tensor attribute {attr}")
+        return value
+
+
+def _query(p: Propagator, call: Call) -> Any:
+    x, rest = call.input, [v for k, v in call.args.items() if k != "input"]
+    spelling = call.spelling
+    if isinstance(x, STensor):
+        view = _SizeView(p, x)
+        if isinstance(spelling, str):
+            method = getattr(_SizeView, spelling, None)
+            if not callable(method):
+                raise Unsupported(f"Tensor.{spelling}")
+            return method(view, *rest)
+        return spelling(view, *rest)
+    values = [x, *rest]
+    if not any(isinstance(v, Poly) for v in values):
+        return spelling(*values)
+    if len(values) == 1 and _keeps_integers(spelling):
+        return x  # int(), math.floor and math.ceil of a size
+    if len(values) == 2 and all(isinstance(v, (int, Poly)) for v in values):
+        pick = _picks(spelling)
+        if pick is not None:
+            return pick(Poly.of(values[0]), Poly.of(values[1]))
+    raise Unsupported(f"{label(call)} of a size")
+
+
+@lru_cache(maxsize=64)
+def _keeps_integers(fn: Any) -> bool:
+    """Does `fn` return every integer unchanged, as an int (int, floor, ceil)?"""
+    try:
+        return all(type(r := fn(k)) is int and r == k for k in (-3, 0, 7))
+    except (TypeError, ValueError):
+        return False
+
+
+@lru_cache(maxsize=64)
+def _picks(fn: Any) -> Callable[[Poly, Poly], Poly] | None:
+    """`poly_max` for a function of two integers that returns the larger, `poly_min` for
+    one that returns the smaller."""
+    try:
+        low, high = fn(0, 1), fn(1, 0)
+    except (TypeError, ValueError):
+        return None
+    if low == high == 1:
+        return poly_max
+    if low == high == 0:
+        return poly_min
+    return None
+
+
+RULES: dict[Family, Rule] = {
+    Family.IDENTITY: _same,
+    Family.DROPOUT: _same,
+    Family.ELEMENTWISE: _elementwise,
+    Family.ALONG: _reshaped,
+    Family.REARRANGE: _reshaped,
+    Family.REDUCE: _reduce,
+    Family.MATMUL: _products,
+    Family.FACTORY: _factory,
+    Family.SHAPE_QUERY: _query,
+    Family.ASSERT: _assert,
+}

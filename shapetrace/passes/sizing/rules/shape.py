@@ -1,17 +1,15 @@
-"""Size rules of ops that move sizes between dims without computing on them: flatten, view,
-reshape, permute, indexing, squeeze, expand, repeat, cat, stack, chunk, and size queries."""
+"""Size rules of ops that move sizes between dims without computing on them: reshapes, permutes,
+indexing, splits, concatenations, expands and repeats."""
 
 from __future__ import annotations
 
-import operator
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torchvision.ops
-from torch import nn
 
-from shapetrace.passes.shapes import op_label
+from shapetrace.ops import Call, Family
 from shapetrace.passes.sizing.expr import Poly, Unknown, poly_max, poly_min
 from shapetrace.passes.sizing.tensors import (
     BATCH,
@@ -20,6 +18,7 @@ from shapetrace.passes.sizing.tensors import (
     Unsupported,
     as_tensor,
     dim_index,
+    label,
     merged_axis,
     prod,
     say,
@@ -30,8 +29,34 @@ if TYPE_CHECKING:
     from shapetrace.passes.sizing.propagate import Propagator
 
 
-def _flatten_module(p: Propagator, m: nn.Flatten, x: Any, *_: Any, **__: Any) -> STensor:
-    return _flatten(as_tensor(x), m.start_dim, m.end_dim)
+# -- reshape ------------------------------------------------------------------------------------
+
+
+def _reshape_family(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    if call.name == "flatten":
+        return _flatten(x, int(call.get("start_dim", 0)), int(call.get("end_dim", -1)))
+    if call.name == "unflatten":
+        sizes = call.get("sizes", call.get("unflattened_size"))
+        d = dim_index(int(call.get("dim")), x.ndim)
+        return _reshape(p, x, [*x.shape[:d], *sizes, *x.shape[d + 1 :]], "unflatten")
+    if call.name == "view":
+        shape = sizes_arg(list(call.get("shape", ())))
+        if any(isinstance(s, torch.dtype) for s in shape):
+            raise Unsupported("view as another dtype")
+        return _reshape(p, x, shape, label(call))
+    if call.name == "view_as":
+        return _reshape(p, x, list(as_tensor(call.get("other")).shape), label(call))
+    if call.name == "unsqueeze":
+        dim = int(call.get("dim"))
+        d = dim + x.ndim + 1 if dim < 0 else dim
+        return STensor(
+            (*x.shape[:d], Poly.of(1), *x.shape[d:]),
+            (*x.axes[:d], None, *x.axes[d:]),
+            x.vmax,
+            x.param,
+        )
+    return _squeeze(p, x, call.args.get("dim"))
 
 
 def _flatten(x: STensor, start: int = 0, end: int = -1) -> STensor:
@@ -42,94 +67,6 @@ def _flatten(x: STensor, start: int = 0, end: int = -1) -> STensor:
     shape = (*x.shape[:start], prod(dims), *x.shape[end + 1 :])
     new_axes = (*x.axes[:start], merged_axis(dims, axes), *x.axes[end + 1 :])
     return x.like(shape, new_axes)
-
-
-def _unflatten_module(p: Propagator, m: nn.Unflatten, x: Any, *_: Any, **__: Any) -> STensor:
-    return _unflatten(p, as_tensor(x), m.dim, m.unflattened_size)
-
-
-def _unflatten(p: Propagator, x: STensor, dim: int, sizes: Sequence[Any]) -> STensor:
-    dim = dim_index(dim, x.ndim)
-    target = [*x.shape[:dim], *sizes, *x.shape[dim + 1 :]]
-    return _reshape(p, x, target, "unflatten")
-
-
-def _getattr(p: Propagator, obj: Any, attr: str, *default: Any) -> Any:
-    if isinstance(obj, STensor):
-        if attr == "shape":
-            return obj.shape
-        if attr == "ndim":
-            return obj.ndim
-        if attr in ("T", "mT") and obj.ndim >= 2:
-            return _transpose(p, obj, -2, -1)
-        value = p.observed.get(p.node)
-        if value is None or isinstance(value, torch.Tensor):
-            raise Unsupported(f"tensor attribute {attr}")
-        return value
-    return getattr(obj, attr, *default)
-
-
-def _getitem(p: Propagator, obj: Any, index: Any) -> Any:
-    if isinstance(obj, STensor):
-        return _index(p, obj, index)
-    if isinstance(index, Poly):
-        raise Unsupported("indexing with a size")
-    return obj[index]
-
-
-def _clip_index(value: Any, size: Poly) -> Poly:
-    v = Poly.of(value)
-    if v.is_const and v.const < 0:
-        return poly_max(size + v, Poly.of(0))
-    return poly_min(v, size)
-
-
-def _index(p: Propagator, x: STensor, index: Any) -> STensor:
-    items = list(index) if isinstance(index, tuple) else [index]
-    if any(isinstance(it, (STensor, bool, list)) for it in items):
-        raise Unsupported("advanced indexing")
-    consumed = sum(1 for it in items if it is not None and it is not Ellipsis)
-    if Ellipsis in items:
-        at = items.index(Ellipsis)
-        items[at : at + 1] = [slice(None)] * (x.ndim - consumed)
-    shape: list[Poly] = []
-    axes: list[str | None] = []
-    d = 0
-    name = p.name
-    for it in items:
-        if it is None:
-            shape.append(Poly.of(1))
-            axes.append(None)
-            continue
-        size = x.shape[d]
-        if isinstance(it, (int, Poly)):
-            i = Poly.of(it)
-            if size.vars - {BATCH} and i.is_const:
-                least = i.const + 1 if i.const >= 0 else -i.const
-                p.require(
-                    "min",
-                    size,
-                    ">=",
-                    least,
-                    say(f"{name}: index {i} is out of range for size ", size),
-                    need=least,
-                )
-            d += 1
-            continue
-        if not isinstance(it, slice):
-            raise Unsupported(f"index {type(it).__name__}")
-        step = 1 if it.step is None else it.step
-        if not isinstance(step, int) or step < 1:
-            raise Unsupported("a slice with a varying or negative step")
-        start = Poly.of(0) if it.start is None else _clip_index(it.start, size)
-        stop = size if it.stop is None else _clip_index(it.stop, size)
-        length = stop if start.is_const and start.const == 0 else poly_max(stop - start, Poly.of(0))
-        shape.append((length + step - 1).floordiv(step))
-        axes.append(x.axes[d])
-        d += 1
-    shape += list(x.shape[d:])
-    axes += list(x.axes[d:])
-    return STensor(tuple(shape), tuple(axes), x.vmax, x.param)
 
 
 def _reshape(p: Propagator, x: STensor, target: Sequence[Any], what: str) -> STensor:
@@ -211,48 +148,7 @@ def _regroup_axes(p: Propagator, x: STensor, out: Sequence[Poly]) -> list[str | 
     return axes
 
 
-def _view(p: Propagator, x: Any, *shape: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    if shape and isinstance(shape[0], torch.dtype):
-        raise Unsupported("view as another dtype")
-    return _reshape(p, x, sizes_arg(shape), "view")
-
-
-def _reshape_rule(p: Propagator, x: Any, *shape: Any, **kwargs: Any) -> STensor:
-    x = as_tensor(x)
-    target = sizes_arg(shape) if shape else list(kwargs["shape"])
-    return _reshape(p, x, target, "reshape")
-
-
-def _like(p: Propagator, x: Any, other: Any, *_: Any, **__: Any) -> STensor:
-    other = as_tensor(other)
-    return _reshape(p, as_tensor(x), list(other.shape), "view_as")
-
-
-def _permute(p: Propagator, x: Any, *dims: Any, **kwargs: Any) -> STensor:
-    x = as_tensor(x)
-    order = [dim_index(int(d), x.ndim) for d in (sizes_arg(dims) if dims else kwargs["dims"])]
-    return x.like([x.shape[d] for d in order], [x.axes[d] for d in order])
-
-
-def _transpose(p: Propagator, x: Any, d0: int = 0, d1: int = 1, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    order = list(range(x.ndim))
-    a, b = dim_index(d0, x.ndim), dim_index(d1, x.ndim)
-    order[a], order[b] = order[b], order[a]
-    return x.like([x.shape[d] for d in order], [x.axes[d] for d in order])
-
-
-def _unsqueeze(p: Propagator, x: Any, dim: int, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    d = dim + x.ndim + 1 if dim < 0 else dim
-    return STensor(
-        (*x.shape[:d], Poly.of(1), *x.shape[d:]), (*x.axes[:d], None, *x.axes[d:]), x.vmax, x.param
-    )
-
-
-def _squeeze(p: Propagator, x: Any, dim: Any = None, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
+def _squeeze(p: Propagator, x: STensor, dim: Any) -> STensor:
     if dim is None:
         dims = set(range(x.ndim))
     elif isinstance(dim, (list, tuple)):
@@ -277,22 +173,218 @@ def _squeeze(p: Propagator, x: Any, dim: Any = None, *_: Any, **__: Any) -> STen
     return STensor(tuple(x.shape[d] for d in keep), tuple(x.axes[d] for d in keep), x.vmax, x.param)
 
 
-def _size(p: Propagator, x: Any, dim: Any = None, *_: Any, **__: Any) -> Any:
+# -- permute ------------------------------------------------------------------------------------
+
+
+def _permute_family(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    order = list(range(x.ndim))
+    if call.name == "permute":
+        order = [dim_index(int(d), x.ndim) for d in sizes_arg(list(call.get("dims")))]
+    elif call.name == "movedim":
+        source, dest = call.get("source"), call.get("destination")
+        sources = [dim_index(int(d), x.ndim) for d in _listed(source)]
+        dests = [dim_index(int(d), x.ndim) for d in _listed(dest)]
+        rest = iter(d for d in range(x.ndim) if d not in sources)
+        placed = dict(zip(dests, sources, strict=True))
+        order = [placed[i] if i in placed else next(rest) for i in range(x.ndim)]
+    else:  # transpose, matrix_transpose
+        a = dim_index(int(call.get("dim0", 0)), x.ndim)
+        b = dim_index(int(call.get("dim1", 1)), x.ndim)
+        order[a], order[b] = order[b], order[a]
+    return x.like([x.shape[d] for d in order], [x.axes[d] for d in order])
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# -- indexing -----------------------------------------------------------------------------------
+
+
+def _index_family(p: Propagator, call: Call) -> Any:
+    x = call.input
+    if call.name == "getitem":
+        index = call.args.get("index")
+        if isinstance(x, STensor):
+            return _index(p, x, index)
+        if isinstance(index, Poly):
+            raise Unsupported("indexing with a size")
+        return x[index]
     x = as_tensor(x)
-    return x.shape if dim is None else x.shape[dim_index(dim, x.ndim)]
+    d = dim_index(int(call.get("dim", 0)), x.ndim)
+    if call.name == "narrow":
+        return _narrow(p, x, d, call.get("start", 0), call.get("length"))
+    if call.name == "select":
+        return _index(p, x, (*[slice(None)] * d, call.get("index")))
+    # index_select (a 1-d index along `dim`), gather and take_along_dim (the index's shape)
+    index = as_tensor(call.get("index"))
+    if index.ndim != x.ndim or x.ndim == 1:
+        shape, axes = list(x.shape), list(x.axes)
+        shape[d], axes[d] = index.shape[0] if index.ndim else Poly.of(1), None
+        return STensor(tuple(shape), tuple(axes))
+    return STensor(index.shape, index.axes)
 
 
-def _ndim(p: Propagator, x: Any, *_: Any, **__: Any) -> int:
-    return as_tensor(x).ndim
+def _clip_index(value: Any, size: Poly) -> Poly:
+    v = Poly.of(value)
+    if v.is_const and v.const < 0:
+        return poly_max(size + v, Poly.of(0))
+    return poly_min(v, size)
 
 
-def _numel(p: Propagator, x: Any, *_: Any, **__: Any) -> Poly:
-    return prod(as_tensor(x).shape)
+def _index(p: Propagator, x: STensor, index: Any) -> STensor:
+    items = list(index) if isinstance(index, tuple) else [index]
+    if any(isinstance(it, (STensor, bool, list)) for it in items):
+        raise Unsupported("advanced indexing")
+    consumed = sum(1 for it in items if it is not None and it is not Ellipsis)
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at : at + 1] = [slice(None)] * (x.ndim - consumed)
+    shape: list[Poly] = []
+    axes: list[str | None] = []
+    d = 0
+    name = p.name
+    for it in items:
+        if it is None:
+            shape.append(Poly.of(1))
+            axes.append(None)
+            continue
+        size = x.shape[d]
+        if isinstance(it, (int, Poly)):
+            i = Poly.of(it)
+            if size.vars - {BATCH} and i.is_const:
+                least = i.const + 1 if i.const >= 0 else -i.const
+                p.require(
+                    "min",
+                    size,
+                    ">=",
+                    least,
+                    say(f"{name}: index {i} is out of range for size ", size),
+                    need=least,
+                )
+            d += 1
+            continue
+        if not isinstance(it, slice):
+            raise Unsupported(f"index {type(it).__name__}")
+        step = 1 if it.step is None else it.step
+        if not isinstance(step, int) or step < 1:
+            raise Unsupported("a slice with a varying or negative step")
+        start = Poly.of(0) if it.start is None else _clip_index(it.start, size)
+        stop = size if it.stop is None else _clip_index(it.stop, size)
+        length = stop if start.is_const and start.const == 0 else poly_max(stop - start, Poly.of(0))
+        shape.append((length + step - 1).floordiv(step))
+        axes.append(x.axes[d])
+        d += 1
+    shape += list(x.shape[d:])
+    axes += list(x.axes[d:])
+    return STensor(tuple(shape), tuple(axes), x.vmax, x.param)
 
 
-def _expand(p: Propagator, x: Any, *sizes: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    target = [Poly.of(s) for s in sizes_arg(sizes)]
+def _narrow(p: Propagator, x: STensor, d: int, start: Any, length: Any) -> STensor:
+    """`x.narrow(d, start, length)`: `length` elements from `start` (negative: from the end),
+    which must lie inside the dim."""
+    size, axis, name = x.shape[d], p.axis_of(x, d), p.name
+    begin, count = Poly.of(start), Poly.of(length)
+    text = f"{name}: narrow({d}, {start}, {length}) needs at least "
+    if begin.is_const and begin.const < 0:
+        least = -begin.const
+        p.require(
+            "min",
+            size,
+            ">=",
+            least,
+            say(text, Poly.of(least), f" along {axis}, gets ", size),
+            need=least,
+        )
+        begin = size + begin
+    end = begin + count
+    need = end.const if end.is_const else 0
+    p.require("min", size, ">=", end, say(text, end, f" along {axis}, gets ", size), need=need)
+    shape = list(x.shape)
+    shape[d] = count
+    return x.like(shape, x.axes)
+
+
+# -- splits and joins -----------------------------------------------------------------------------
+
+
+def _split_family(p: Propagator, call: Call) -> Any:
+    x = as_tensor(call.input)
+    d = dim_index(int(call.get("dim", 0)), x.ndim)
+    size = x.shape[d]
+    if size.vars:
+        raise Unsupported(f"{call.name} along a varying dim")
+    n = size.const
+    if call.name == "unbind":
+        part = STensor((*x.shape[:d], *x.shape[d + 1 :]), (*x.axes[:d], *x.axes[d + 1 :]))
+        return tuple(part for _ in range(n))
+    if call.name == "chunk":
+        step = -(-n // int(call.get("chunks")))
+        pieces = [min(step, n - s) for s in range(0, n, step)]
+    elif call.name == "tensor_split":
+        sections = call.get("indices_or_sections")
+        if isinstance(sections, (list, tuple)):
+            bounds = [0, *(min(max(int(b) + (n if b < 0 else 0), 0), n) for b in sections), n]
+            pieces = [max(b - a, 0) for a, b in itertools.pairwise(bounds)]
+        else:
+            count = int(sections)
+            pieces = [n // count + (1 if i < n % count else 0) for i in range(count)]
+    else:
+        sizes = call.get("split_size_or_sections")
+        if isinstance(sizes, (list, tuple)):
+            pieces = list(sizes)
+        else:
+            pieces = [min(sizes, n - s) for s in range(0, n, sizes)]
+    return tuple(x.like([*x.shape[:d], Poly.of(k), *x.shape[d + 1 :]], x.axes) for k in pieces)
+
+
+def _concat_family(p: Propagator, call: Call) -> STensor:
+    parts = [as_tensor(t) for t in call.get("tensors")]
+    dim = int(call.get("dim", 0))
+    first = parts[0]
+    if call.name == "stack":
+        for t in parts[1:]:
+            for d in range(first.ndim):
+                p.equal_sizes(first.shape[d], t.shape[d], f"stack needs equal sizes in dim {d}")
+        dim = dim + first.ndim + 1 if dim < 0 else dim
+        return STensor(
+            (*first.shape[:dim], Poly.of(len(parts)), *first.shape[dim:]),
+            (*first.axes[:dim], None, *first.axes[dim:]),
+        )
+    dim = dim_index(dim, first.ndim)
+    shape, axes = list(first.shape), list(first.axes)
+    for t in parts[1:]:
+        for d in range(first.ndim):
+            if d != dim:
+                p.equal_sizes(shape[d], t.shape[d], f"cat needs equal sizes in dim {d}")
+                axes[d] = axes[d] or t.axes[d]
+        shape[dim] = shape[dim] + t.shape[dim]
+    axes[dim] = None
+    return STensor(tuple(shape), tuple(axes))
+
+
+# -- expand and repeat ----------------------------------------------------------------------------
+
+
+def _expand_family(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    if call.name == "expand_as":
+        return _expand(p, x, list(as_tensor(call.get("other")).shape))
+    if call.name == "expand":
+        return _expand(p, x, sizes_arg(list(call.get("sizes", call.get("size", ())))))
+    if call.name == "repeat_interleave":
+        return _repeat_interleave(x, call.get("repeats"), call.args.get("dim"))
+    reps = [Poly.of(s) for s in sizes_arg(list(call.get("sizes", call.get("dims", ()))))]
+    reps = [Poly.of(1)] * (x.ndim - len(reps)) + reps  # tile pads the repeats with ones
+    lead = len(reps) - x.ndim
+    shape = [r if i < lead else x.shape[i - lead] * r for i, r in enumerate(reps)]
+    axes = [None if i < lead else x.axes[i - lead] for i in range(len(reps))]
+    return STensor(tuple(shape), tuple(axes), x.vmax, x.param)
+
+
+def _expand(p: Propagator, x: STensor, sizes: Sequence[Any]) -> STensor:
+    target = [Poly.of(s) for s in sizes]
     lead = len(target) - x.ndim
     shape, axes = [], []
     for i, t in enumerate(target):
@@ -308,131 +400,22 @@ def _expand(p: Propagator, x: Any, *sizes: Any, **__: Any) -> STensor:
     return STensor(tuple(shape), tuple(axes), x.vmax, x.param)
 
 
-def _expand_as(p: Propagator, x: Any, other: Any, *_: Any, **__: Any) -> STensor:
-    return _expand(p, x, *as_tensor(other).shape)
+def _repeat_interleave(x: STensor, repeats: Any, dim: Any) -> STensor:
+    if not isinstance(repeats, (int, Poly)):
+        raise Unsupported("repeat_interleave by a tensor of counts")
+    if dim is None:
+        return STensor((prod(x.shape) * Poly.of(repeats),), (None,))
+    d = dim_index(int(dim), x.ndim)
+    shape = list(x.shape)
+    shape[d] = shape[d] * Poly.of(repeats)
+    return STensor(tuple(shape), x.axes)
 
 
-def _repeat(p: Propagator, x: Any, *sizes: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    reps = [Poly.of(s) for s in sizes_arg(sizes)]
-    lead = len(reps) - x.ndim
-    shape = [r if i < lead else x.shape[i - lead] * r for i, r in enumerate(reps)]
-    axes = [None if i < lead else x.axes[i - lead] for i in range(len(reps))]
-    return STensor(tuple(shape), tuple(axes), x.vmax, x.param)
-
-
-def _cat(p: Propagator, tensors: Any, dim: int = 0, *_: Any, **kwargs: Any) -> STensor:
-    parts = [as_tensor(t) for t in tensors]
-    dim = dim_index(kwargs.get("axis", dim), parts[0].ndim)
-    first = parts[0]
-    shape, axes = list(first.shape), list(first.axes)
-    for t in parts[1:]:
-        for d in range(first.ndim):
-            if d != dim:
-                p.equal_sizes(shape[d], t.shape[d], f"cat needs equal sizes in dim {d}")
-                axes[d] = axes[d] or t.axes[d]
-        shape[dim] = shape[dim] + t.shape[dim]
-    axes[dim] = None
-    return STensor(tuple(shape), tuple(axes))
-
-
-def _stack(p: Propagator, tensors: Any, dim: int = 0, *_: Any, **__: Any) -> STensor:
-    parts = [as_tensor(t) for t in tensors]
-    first = parts[0]
-    for t in parts[1:]:
-        for d in range(first.ndim):
-            p.equal_sizes(first.shape[d], t.shape[d], f"stack needs equal sizes in dim {d}")
-    dim = dim + first.ndim + 1 if dim < 0 else dim
-    return STensor(
-        (*first.shape[:dim], Poly.of(len(parts)), *first.shape[dim:]),
-        (*first.axes[:dim], None, *first.axes[dim:]),
-    )
-
-
-def _chunks(p: Propagator, x: Any, count: int, dim: int = 0, *_: Any, **__: Any) -> Any:
-    x = as_tensor(x)
-    d = dim_index(dim, x.ndim)
-    size = x.shape[d]
-    if size.vars:
-        raise Unsupported("chunk along a varying dim")
-    if op_label(p.node) == "chunk":
-        step = -(-size.const // count)
-        pieces = [min(step, size.const - s) for s in range(0, size.const, step)]
-    else:
-        parts = count if isinstance(count, (list, tuple)) else None
-        pieces = (
-            list(parts)
-            if parts
-            else [min(count, size.const - s) for s in range(0, size.const, count)]
-        )
-    return tuple(x.like([*x.shape[:d], Poly.of(n), *x.shape[d + 1 :]], x.axes) for n in pieces)
-
-
-def _unbind(p: Propagator, x: Any, dim: int = 0, *_: Any, **__: Any) -> Any:
-    x = as_tensor(x)
-    d = dim_index(dim, x.ndim)
-    if x.shape[d].vars:
-        raise Unsupported("unbind along a varying dim")
-    part = STensor((*x.shape[:d], *x.shape[d + 1 :]), (*x.axes[:d], *x.axes[d + 1 :]))
-    return tuple(part for _ in range(x.shape[d].const))
-
-
-def _permute_module(p: Propagator, m: Any, x: Any, *_: Any, **__: Any) -> STensor:
-    return _permute(p, x, *m.dims)
-
-
-def _flatten_call(p: Propagator, x: Any, start_dim: int = 0, end_dim: int = -1) -> STensor:
-    return _flatten(as_tensor(x), start_dim, end_dim)
-
-
-MODULE_RULES: list[tuple[type | tuple[type, ...], Rule]] = [
-    (nn.Flatten, _flatten_module),
-    (nn.Unflatten, _unflatten_module),
-    (torchvision.ops.Permute, _permute_module),
-]
-
-FUNCTION_RULES: dict[Any, Rule] = {
-    operator.getitem: _getitem,
-    getattr: _getattr,
-    torch.flatten: _flatten_call,
-    torch.cat: _cat,
-    torch.concat: _cat,
-    torch.concatenate: _cat,
-    torch.stack: _stack,
-    torch.reshape: _reshape_rule,
-    torch.permute: _permute,
-    torch.transpose: _transpose,
-    torch.swapaxes: _transpose,
-    torch.unsqueeze: _unsqueeze,
-    torch.squeeze: _squeeze,
-    torch.chunk: _chunks,
-    torch.split: _chunks,
-    torch.unbind: _unbind,
-}
-
-METHOD_RULES: dict[str, Rule] = {
-    "size": _size,
-    "dim": _ndim,
-    "ndimension": _ndim,
-    "numel": _numel,
-    "nelement": _numel,
-    "view": _view,
-    "reshape": _reshape_rule,
-    "view_as": _like,
-    "reshape_as": _like,
-    "flatten": _flatten_call,
-    "unflatten": lambda p, x, dim, sizes: _unflatten(p, as_tensor(x), dim, sizes),
-    "permute": _permute,
-    "transpose": _transpose,
-    "swapaxes": _transpose,
-    "t": lambda p, x: _transpose(p, x, 0, 1),
-    "unsqueeze": _unsqueeze,
-    "squeeze": _squeeze,
-    "expand": _expand,
-    "expand_as": _expand_as,
-    "repeat": _repeat,
-    "chunk": _chunks,
-    "split": _chunks,
-    "unbind": _unbind,
-    "__getitem__": _getitem,
+RULES: dict[Family, Rule] = {
+    Family.RESHAPE: _reshape_family,
+    Family.PERMUTE: _permute_family,
+    Family.INDEX: _index_family,
+    Family.SPLIT: _split_family,
+    Family.CONCAT: _concat_family,
+    Family.EXPAND: _expand_family,
 }

@@ -1,23 +1,24 @@
-"""Size rules of ops that change a map's spatial size: convolutions, pools (fixed and
-adaptive), padding, interpolation, pixel (un)shuffle; module and functional forms."""
+"""Size rules of ops that change a map's spatial size: sliding windows (convolutions, transposed
+convolutions, pools, unfold), adaptive pools, resampling (interpolation, pixel (un)shuffle) and
+padding. The geometry of each comes from the op registry, whatever the spelling."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import torch.nn.functional as F
-import torchvision.ops
-from torch import nn
-
-from shapetrace.passes.shapes import describe_module
+from shapetrace import ops
+from shapetrace.ops import Call, Family
 from shapetrace.passes.sizing.expr import Evaluator, Poly, ceil_pool, scaled
 from shapetrace.passes.sizing.tensors import (
     Rule,
     STensor,
     Unsupported,
     as_tensor,
-    ints,
+    const_shape,
+    describe,
+    label,
+    merged_axis,
+    prod,
     say,
 )
 
@@ -33,36 +34,46 @@ def _spatial_split(x: STensor, rank: int) -> tuple[int, int]:
     return first - 1, first
 
 
-def _conv(p: Propagator, m: nn.modules.conv._ConvNd, x: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    rank = len(m.kernel_size)
-    ch, first = _spatial_split(x, rank)
-    desc = describe_module(m)
-    p.equal_sizes(x.shape[ch], Poly.of(m.in_channels), f"{desc} input channels", kind="features")
+# -- sliding windows --------------------------------------------------------------------------
+
+
+def _window(p: Propagator, call: Call) -> Any:
+    x = as_tensor(call.input)
+    w = ops.window(call, const_shape)
+    if w.kind == "slide":
+        return _slide(p, x, w)
+    if w.kind == "unfold":
+        return _im2col(p, x, w)
+    if w.kind.startswith("conv"):
+        return _conv(p, call, x, w)
+    return _pool(p, call, x, w)
+
+
+def _conv(p: Propagator, call: Call, x: STensor, w: ops.Window) -> STensor:
+    ch, first = _spatial_split(x, w.rank)
+    desc = describe(call, f"conv{w.rank}d(kernel {w.kernel})")
+    if w.in_channels is not None:
+        p.equal_sizes(
+            x.shape[ch], Poly.of(w.in_channels), f"{desc} input channels", kind="features"
+        )
     shape = list(x.shape)
-    shape[ch] = Poly.of(m.out_channels)
-    transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
-    for i in range(rank):
+    if w.out_channels is not None:
+        shape[ch] = Poly.of(w.out_channels)
+    for i in range(w.rank):
         d = first + i
         size, axis = x.shape[d], p.axis_of(x, d)
-        k, s, dil = m.kernel_size[i], m.stride[i], m.dilation[i]
-        # padding="same" (None here) keeps the size; "valid" is no padding.
-        pad = (
-            m.padding[i] if not isinstance(m.padding, str) else 0 if m.padding == "valid" else None
-        )
-        if transposed:
-            out_pad = m.output_padding[i]
-            assert pad is not None
-            shape[d] = (size - 1) * s - 2 * pad + dil * (k - 1) + out_pad + 1
+        k, s, dil = w.kernel[i], w.stride[i], w.dilation[i]
+        before, after = w.pads[i]
+        if w.transposed:
+            shape[d] = (size - 1) * s - before - after + dil * (k - 1) + w.output_padding[i] + 1
             continue
-        if pad is None:
+        if w.padding_mode != "zeros":
+            _pad_mode_limit(p, size, before, after, w.padding_mode, axis)
+        if w.same:
             shape[d] = size
             continue
-        mode = getattr(m, "padding_mode", "zeros")
-        if mode != "zeros" and pad:
-            _pad_mode_limit(p, size, pad, pad, mode, axis)
-        shape[d] = (size + 2 * pad - dil * (k - 1) - 1).floordiv(s) + 1
-        p.need_positive(shape[d], size, desc, axis, max(1, dil * (k - 1) + 1 - 2 * pad))
+        shape[d] = (size + before + after - dil * (k - 1) - 1).floordiv(s) + 1
+        p.need_positive(shape[d], size, desc, axis, max(1, dil * (k - 1) + 1 - before - after))
     return x.like(shape, x.axes)
 
 
@@ -98,52 +109,63 @@ def _least_input(k: int, s: int, pad: int, dil: int, ceil_mode: bool) -> int:
     return dil * (k - 1) + 1
 
 
-def _pool(
-    p: Propagator,
-    x: Any,
-    rank: int,
-    kernel: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil_mode: bool,
-    desc: str,
-    indices: bool,
-) -> Any:
-    x = as_tensor(x)
-    _, first = _spatial_split(x, rank)
-    ks = ints(kernel, rank)
-    ss = ints(stride if stride not in (None, [], ()) else kernel, rank)
-    ps, ds = ints(padding, rank), ints(dilation, rank)
+def _pool(p: Propagator, call: Call, x: STensor, w: ops.Window) -> Any:
+    _, first = _spatial_split(x, w.rank)
+    kernel, stride = call.get("kernel_size"), call.get("stride")
+    desc = describe(call, f"{w.kind}_pool{w.rank}d({kernel}, {stride or kernel})")
     shape = list(x.shape)
-    for i in range(rank):
+    for i in range(w.rank):
         d = first + i
         size = x.shape[d]
-        shape[d] = _pool_size(size, ks[i], ss[i], ps[i], ds[i], ceil_mode)
-        need = _least_input(ks[i], ss[i], ps[i], ds[i], ceil_mode)
+        k, s, pad, dil = w.kernel[i], w.stride[i], w.padding[i], w.dilation[i]
+        shape[d] = _pool_size(size, k, s, pad, dil, w.ceil_mode)
+        need = _least_input(k, s, pad, dil, w.ceil_mode)
         p.need_positive(shape[d], size, desc, p.axis_of(x, d), need)
     out = x.like(shape, x.axes)
-    return (out, out) if indices else out
+    return (out, out) if call.get("return_indices", False) else out
 
 
-def _pool_module(p: Propagator, m: nn.Module, x: Any, *_: Any, **__: Any) -> Any:
-    rank = {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:].lower()]
-    return _pool(
-        p,
-        x,
-        rank,
-        m.kernel_size,
-        m.stride,
-        m.padding,
-        getattr(m, "dilation", 1),
-        bool(m.ceil_mode),
-        describe_module(m),
-        bool(getattr(m, "return_indices", False)),
+def _blocks(p: Propagator, x: STensor, d: int, w: ops.Window, i: int, desc: str) -> Poly:
+    """Window positions along dim `d` (axis `i` of the window): unfold's blocks."""
+    size = x.shape[d]
+    k, s, dil = w.kernel[i], w.stride[i], w.dilation[i]
+    before, after = w.pads[i]
+    out = (size + before + after - dil * (k - 1) - 1).floordiv(s) + 1
+    p.need_positive(out, size, desc, p.axis_of(x, d), max(1, dil * (k - 1) + 1 - before - after))
+    return out
+
+
+def _im2col(p: Propagator, x: STensor, w: ops.Window) -> STensor:
+    """`F.unfold`: N x C x H x W -> N x C*kh*kw x (blocks along H times blocks along W)."""
+    ch, first = _spatial_split(x, w.rank)
+    desc = f"unfold(kernel {w.kernel})"
+    blocks = [_blocks(p, x, first + i, w, i, desc) for i in range(w.rank)]
+    spatial = list(x.axes[first:])
+    channels = x.shape[ch] * prod(Poly.of(k) for k in w.kernel)
+    return STensor(
+        (*x.shape[:ch], channels, prod(blocks)),
+        (*x.axes[:ch], None, merged_axis(blocks, spatial)),
     )
 
 
-def _adaptive(x: Any, rank: int, output_size: Any, indices: bool) -> Any:
-    x = as_tensor(x)
+def _slide(p: Propagator, x: STensor, w: ops.Window) -> STensor:
+    """`x.unfold(dim, size, step)`: windows along one dim, each window a new last dim."""
+    assert w.dim is not None
+    d = w.dim + x.ndim if w.dim < 0 else w.dim
+    out = _blocks(p, x, d, w, 0, f"unfold({w.dim}, {w.kernel[0]}, {w.stride[0]})")
+    shape = [*x.shape[:d], out, *x.shape[d + 1 :], Poly.of(w.kernel[0])]
+    return x.like(shape, [*x.axes, None])
+
+
+# -- adaptive pools ---------------------------------------------------------------------------
+
+
+def _adaptive(p: Propagator, call: Call) -> Any:
+    x = as_tensor(call.input)
+    output_size = call.args.get("output_size")
+    rank = call.get("rank")
+    if rank is None:
+        rank = len(output_size) if isinstance(output_size, (list, tuple)) else x.ndim - 2
     _, first = _spatial_split(x, rank)
     sizes = (
         [output_size] * rank
@@ -155,22 +177,44 @@ def _adaptive(x: Any, rank: int, output_size: Any, indices: bool) -> Any:
         if s is not None:
             shape[first + i] = Poly.of(s)
     out = x.like(shape, x.axes)
-    return (out, out) if indices else out
+    return (out, out) if call.get("return_indices", False) else out
 
 
-def _adaptive_module(p: Propagator, m: nn.Module, x: Any, *_: Any, **__: Any) -> Any:
-    rank = {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:].lower()]
-    return _adaptive(x, rank, m.output_size, bool(getattr(m, "return_indices", False)))
+# -- resampling ---------------------------------------------------------------------------------
 
 
-def _upsample_module(p: Propagator, m: nn.Upsample, x: Any, *_: Any, **__: Any) -> STensor:
-    return _interpolate(p, x, m.size, m.scale_factor)
+def _resample(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    r = ops.resample(call)
+    if r.kind == "pixel_shuffle":
+        shape = list(x.shape)
+        shape[-3] = shape[-3].floordiv(r.factor * r.factor)
+        shape[-2], shape[-1] = shape[-2] * r.factor, shape[-1] * r.factor
+        return x.like(shape, x.axes)
+    if r.kind == "pixel_unshuffle":
+        return _pixel_unshuffle(p, call, x, r.factor)
+    return _interpolate(p, x, r.size, r.scale_factor)
 
 
-def _interpolate(
-    p: Propagator, x: Any, size: Any = None, scale_factor: Any = None, *_: Any, **__: Any
-) -> STensor:
-    x = as_tensor(x)
+def _pixel_unshuffle(p: Propagator, call: Call, x: STensor, r: int) -> STensor:
+    shape = list(x.shape)
+    name = p.name
+    for d in (-2, -1):
+        size = x.shape[d]
+        p.require(
+            "view",
+            size,
+            "%",
+            0,
+            say(f"{name}: {label(call)}({r}) needs sizes divisible by {r}, gets ", size),
+            modulus=r,
+        )
+        shape[d] = size.floordiv(r)
+    shape[-3] = shape[-3] * (r * r)
+    return x.like(shape, x.axes)
+
+
+def _interpolate(p: Propagator, x: STensor, size: Any, scale_factor: Any) -> STensor:
     rank = x.ndim - 2
     shape = list(x.shape)
     name = p.name
@@ -201,184 +245,33 @@ def _interpolate(
     return x.like(shape, x.axes)
 
 
-def _pad_module(p: Propagator, m: Any, x: Any, *_: Any, **__: Any) -> STensor:
-    mode = {
-        "Reflection": "reflect",
-        "Replication": "replicate",
-        "Circular": "circular",
-    }.get(type(m).__name__.split("Pad")[0], "constant")
-    return _pad(p, x, list(m.padding), mode)
+# -- padding ------------------------------------------------------------------------------------
 
 
-def _pad(
-    p: Propagator, x: Any, pad: Sequence[Any], mode: str = "constant", *_: Any, **__: Any
-) -> STensor:
-    x = as_tensor(x)
+def _pad(p: Propagator, call: Call) -> STensor:
+    x = as_tensor(call.input)
+    amounts = call.get("pad")
+    if isinstance(amounts, (list, tuple)) and any(isinstance(a, Poly) for a in amounts):
+        # Pads computed from sizes (`(w - W % w) % w` in windowed attention).
+        pairs = [(Poly.of(amounts[i]), Poly.of(amounts[i + 1])) for i in range(0, len(amounts), 2)]
+        pads, mode = pairs[::-1], str(call.get("mode", "constant"))
+    else:
+        geometry = ops.pad(call)
+        pads = [(Poly.of(a), Poly.of(b)) for a, b in geometry.pads]
+        mode = geometry.mode
     shape = list(x.shape)
-    for j in range(len(pad) // 2):
-        d = x.ndim - 1 - j
-        left, right = Poly.of(pad[2 * j]), Poly.of(pad[2 * j + 1])
+    first = x.ndim - len(pads)
+    for i, (left, right) in enumerate(pads):
+        d = first + i
         if left.is_const and right.is_const:
             _pad_mode_limit(p, x.shape[d], left.const, right.const, mode, p.axis_of(x, d))
         shape[d] = x.shape[d] + left + right
     return x.like(shape, x.axes)
 
 
-def _pixel_shuffle(p: Propagator, m: nn.PixelShuffle, x: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    r = m.upscale_factor
-    shape = list(x.shape)
-    shape[-3] = shape[-3].floordiv(r * r)
-    shape[-2], shape[-1] = shape[-2] * r, shape[-1] * r
-    return x.like(shape, x.axes)
-
-
-def _pixel_unshuffle(p: Propagator, m: nn.PixelUnshuffle, x: Any, *_: Any, **__: Any) -> STensor:
-    x = as_tensor(x)
-    r = m.downscale_factor
-    shape = list(x.shape)
-    name = p.name
-    for d in (-2, -1):
-        size = x.shape[d]
-        p.require(
-            "view",
-            size,
-            "%",
-            0,
-            say(f"{name}: PixelUnshuffle({r}) needs sizes divisible by {r}, gets ", size),
-            modulus=r,
-        )
-        shape[d] = size.floordiv(r)
-    shape[-3] = shape[-3] * (r * r)
-    return x.like(shape, x.axes)
-
-
-def _conv_fn(
-    p: Propagator,
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-    *_: Any,
-    **__: Any,
-) -> STensor:
-    x, w = as_tensor(x), as_tensor(weight)
-    rank = w.ndim - 2
-    if any(d.vars for d in w.shape) or isinstance(padding, str):
-        raise Unsupported("a functional conv with varying weights or string padding")
-    ch, first = _spatial_split(x, rank)
-    ks = [d.const for d in w.shape[2:]]
-    ss, ps, ds = ints(stride, rank), ints(padding, rank), ints(dilation, rank)
-    shape = list(x.shape)
-    shape[ch] = w.shape[0]
-    for i in range(rank):
-        d = first + i
-        size = x.shape[d]
-        shape[d] = (size + 2 * ps[i] - ds[i] * (ks[i] - 1) - 1).floordiv(ss[i]) + 1
-        p.need_positive(
-            shape[d],
-            size,
-            f"conv{rank}d(kernel {tuple(ks)})",
-            p.axis_of(x, d),
-            max(1, ds[i] * (ks[i] - 1) + 1 - 2 * ps[i]),
-        )
-    return x.like(shape, x.axes)
-
-
-def _pool_fn(rank: int, kind: str) -> Rule:
-    def rule(
-        p: Propagator,
-        x: Any,
-        kernel_size: Any,
-        stride: Any = None,
-        padding: Any = 0,
-        *rest: Any,
-        **kwargs: Any,
-    ) -> Any:
-        if kind == "max":
-            dilation = rest[0] if rest else kwargs.get("dilation", 1)
-            ceil_mode = rest[1] if len(rest) > 1 else kwargs.get("ceil_mode", False)
-            indices = rest[2] if len(rest) > 2 else kwargs.get("return_indices", False)
-        else:
-            dilation, indices = 1, False
-            ceil_mode = rest[0] if rest else kwargs.get("ceil_mode", False)
-        desc = f"{kind}_pool{rank}d({kernel_size}, {stride or kernel_size})"
-        return _pool(
-            p, x, rank, kernel_size, stride, padding, dilation, bool(ceil_mode), desc, bool(indices)
-        )
-
-    return rule
-
-
-def _adaptive_fn(rank: int) -> Rule:
-    def rule(
-        p: Propagator, x: Any, output_size: Any, return_indices: bool = False, *_: Any, **__: Any
-    ) -> Any:
-        return _adaptive(x, rank, output_size, bool(return_indices))
-
-    return rule
-
-
-def _pad_fn(p: Propagator, x: Any, pad: Any, mode: str = "constant", *_: Any, **__: Any) -> STensor:
-    return _pad(p, x, list(pad), mode)
-
-
-def _deform(p: Propagator, m: Any, x: Any, *_: Any, **__: Any) -> STensor:
-    return _conv(p, m, x)
-
-
-MODULE_RULES: list[tuple[type | tuple[type, ...], Rule]] = [
-    (nn.modules.conv._ConvNd, _conv),
-    (
-        (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d),
-        _pool_module,
-    ),
-    (
-        (
-            nn.AdaptiveAvgPool1d,
-            nn.AdaptiveAvgPool2d,
-            nn.AdaptiveAvgPool3d,
-            nn.AdaptiveMaxPool1d,
-            nn.AdaptiveMaxPool2d,
-            nn.AdaptiveMaxPool3d,
-        ),
-        _adaptive_module,
-    ),
-    (nn.Upsample, _upsample_module),
-    (
-        (
-            nn.modules.padding._ConstantPadNd,
-            nn.modules.padding._ReflectionPadNd,
-            nn.modules.padding._ReplicationPadNd,
-            nn.modules.padding._CircularPadNd,
-        ),
-        _pad_module,
-    ),
-    (nn.PixelShuffle, _pixel_shuffle),
-    (nn.PixelUnshuffle, _pixel_unshuffle),
-    (torchvision.ops.DeformConv2d, _deform),
-]
-
-FUNCTION_RULES: dict[Any, Rule] = {
-    F.pad: _pad_fn,
-    F.interpolate: _interpolate,
-    F.upsample: _interpolate,
-    F.conv1d: _conv_fn,
-    F.conv2d: _conv_fn,
-    F.conv3d: _conv_fn,
-    F.adaptive_avg_pool1d: _adaptive_fn(1),
-    F.adaptive_avg_pool2d: _adaptive_fn(2),
-    F.adaptive_avg_pool3d: _adaptive_fn(3),
-    F.adaptive_max_pool1d: _adaptive_fn(1),
-    F.adaptive_max_pool2d: _adaptive_fn(2),
-    F.adaptive_max_pool3d: _adaptive_fn(3),
-    F.max_pool1d: _pool_fn(1, "max"),
-    F.max_pool2d: _pool_fn(2, "max"),
-    F.max_pool3d: _pool_fn(3, "max"),
-    F.avg_pool1d: _pool_fn(1, "avg"),
-    F.avg_pool2d: _pool_fn(2, "avg"),
-    F.avg_pool3d: _pool_fn(3, "avg"),
+RULES: dict[Family, Rule] = {
+    Family.WINDOW: _window,
+    Family.ADAPTIVE: _adaptive,
+    Family.RESAMPLE: _resample,
+    Family.PAD: _pad,
 }
