@@ -15,23 +15,26 @@ The spatial axes are those of the image input, the first placeholder with at lea
 (N x C x *spatial). Each tensor also records which of its dims runs along which axis, so that a
 permute (channel-last blocks) keeps the field, and a flatten that merges positions is reported as
 `{"flattened": ...}`.
+
+Every call is read through the op registry (`shapetrace.ops`): `FAMILY_RULES` holds one rule
+per op family, so every spelling of an op (module, functional, method, aten) reads the same.
+Where a field cannot be derived the node's `rf` is `{"unknown": ...}` and `missing["rf"]` says
+why.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-import torchvision
-from torch import fx, nn
+from torch import fx
 
+from shapetrace import ops
+from shapetrace.ops import Call, Family
 from shapetrace.passes import PassContext
 
 # A layout entry: this dim holds several positions merged together (after a flatten).
@@ -89,10 +92,13 @@ class Global:
 
 @dataclass(frozen=True, slots=True)
 class Unknown:
-    """The field cannot be derived; `op` names the op where it was lost."""
+    """The field cannot be derived; `op` names the op where it was lost (its type), `at` the
+    node, `reason` why."""
 
     op: str
     misaligned: bool = False
+    reason: str = ""
+    at: str = ""
 
 
 State = Spatial | Global | Unknown | None
@@ -309,110 +315,19 @@ def to_rf(state: State) -> dict[str, Any] | None:
 
 # -- what each op does to a field ---------------------------------------------------------------
 
-# fmt: off
-_ACTIVATIONS = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Sigmoid, nn.Hardsigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish,
-    nn.Hardshrink, nn.Softshrink, nn.Tanhshrink, nn.Softplus, nn.Softsign, nn.LogSigmoid,
-    nn.Threshold,
-)
-# Normalisation mixes positions only through its statistics: by convention it passes the field.
-_NORMS = (
-    nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
-    nn.CrossMapLRN2d, nn.RMSNorm, torchvision.ops.FrozenBatchNorm2d,
-)
-_PASS_MODULES = (
-    *_ACTIVATIONS, *_NORMS, nn.modules.dropout._DropoutNd, nn.Identity, nn.ChannelShuffle,
-    nn.Softmax2d, torchvision.ops.StochasticDepth, torchvision.ops.DropBlock2d,
-    torchvision.ops.DropBlock3d,
-)
-_PAD_MODULES = (
-    nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
-    nn.modules.padding._ReplicationPadNd, nn.modules.padding._CircularPadNd,
-)
-_ATTENTION_MODULES = (
-    nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
-    nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer,
-)
-_MODULE_RANKS: dict[type, int] = {
-    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
-    nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
-    nn.LPPool1d: 1, nn.LPPool2d: 2, nn.LPPool3d: 3,
-    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
-    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
-}
-_PASS_FUNCTIONS = {
-    F.relu, F.relu_, F.relu6, F.hardtanh, F.hardswish, F.hardsigmoid, F.leaky_relu, F.elu,
-    F.selu, F.celu, F.gelu, F.silu, F.mish, F.sigmoid, F.tanh, F.softplus, F.dropout,
-    F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.batch_norm, F.instance_norm,
-    F.group_norm, F.layer_norm, F.local_response_norm, F.channel_shuffle,
-    torchvision.ops.stochastic_depth,
-}
-_ARITHMETIC = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
-    operator.mod, operator.pow, operator.neg, operator.pos, operator.abs, operator.iadd,
-    operator.isub, operator.imul, operator.itruediv,
-}
-_CONV_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d}
-_CONV_T_FUNCTIONS = {F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
-_MAX_POOL_FUNCTIONS = {
-    F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3,
-    F.max_pool1d_with_indices: 1, F.max_pool2d_with_indices: 2, F.max_pool3d_with_indices: 3,
-}
-_AVG_POOL_FUNCTIONS = {F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3}
-_LP_POOL_FUNCTIONS = {F.lp_pool1d: 1, F.lp_pool2d: 2, F.lp_pool3d: 3}
-_ADAPTIVE_FUNCTIONS = {
-    F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3,
-    F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
-}
-# Keyword arguments each interpolation function implies.
-_INTERPOLATE_FUNCTIONS: dict[Any, dict[str, Any]] = {
-    F.interpolate: {}, F.upsample: {}, F.upsample_nearest: {"mode": "nearest"},
-    F.upsample_bilinear: {"mode": "bilinear", "align_corners": True},
-}
-_RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.unflatten}
-_TRANSPOSE_FUNCTIONS = {torch.transpose, torch.swapaxes, torch.swapdims}
-_SPLIT_FUNCTIONS = {torch.split: "split", torch.chunk: "chunk", torch.tensor_split: "split",
-                    torch.unbind: "unbind"}
-_REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min,
-                     torch.std, torch.var, torch.logsumexp, torch.prod}
-_ALONG_FUNCTIONS = {F.softmax, F.log_softmax, F.softmin, torch.softmax, torch.log_softmax, F.glu}
-_CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
-_MATMUL_FUNCTIONS = {torch.matmul, operator.matmul, torch.bmm, torch.mm}
-_ATTENTION_FUNCTIONS = {F.scaled_dot_product_attention, F.multi_head_attention_forward}
 
-_PASS_METHODS = {"contiguous", "clone", "detach", "float", "double", "half", "bfloat16", "to",
-                 "type", "type_as", "cpu", "cuda", "requires_grad_"}
-_RESHAPE_METHODS = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze",
-                    "view_as", "reshape_as"}
-_TRANSPOSE_METHODS = {"transpose", "swapaxes", "swapdims"}
-_SPLIT_METHODS = {"split": "split", "chunk": "chunk", "tensor_split": "split", "unbind": "unbind"}
-_REDUCE_METHODS = {"mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "prod"}
-_BROADCAST_METHODS = {"expand", "expand_as", "broadcast_to"}
-_MATMUL_METHODS = {"matmul", "bmm", "mm"}
+class _Lost(Exception):
+    """The field of this node cannot be derived; the message says why, for the user."""
 
-# Positional parameter names, for reading calls however their arguments were passed.
-_CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation")
-_CONV_T_ARGS = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups",
-                "dilation")
-_MAX_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation")
-_AVG_POOL_ARGS = ("input", "kernel_size", "stride", "padding")
-_LP_POOL_ARGS = ("input", "norm_type", "kernel_size", "stride")
-_INTERPOLATE_ARGS = ("input", "size", "scale_factor", "mode", "align_corners",
-                     "recompute_scale_factor", "antialias")
-# fmt: on
+    def __init__(self, reason: str, misaligned: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.misaligned = misaligned
 
 
-@lru_cache(maxsize=512)
-def _aten_pointwise(name: str) -> bool:
-    """Whether PyTorch tags the aten op of this name as pointwise (elementwise)."""
-    base = name.rstrip("_")
-    if not base or base.startswith("_"):
-        return False
-    packet = getattr(torch.ops.aten, base, None)
-    if packet is None:
-        return False
-    return any(torch.Tag.pointwise in getattr(packet, o).tags for o in packet.overloads())
+_CALLS = ("call_module", "call_function", "call_method")
+# Errors of reading a call written in a form a rule does not expect (BindError is a ValueError).
+_UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError)
 
 
 class _Walk:
@@ -420,7 +335,7 @@ class _Walk:
 
     def __init__(self, context: PassContext) -> None:
         self.values = context.shapes.values
-        self.modules = dict(context.capture.graph_module.named_modules())
+        self.graph_module = context.capture.graph_module
         self.labels = {node: entry.type for node, entry in context.by_fx.items()}
         self.states: dict[fx.Node, State] = {}
         self.image: fx.Node | None = None
@@ -437,373 +352,272 @@ class _Walk:
             arg, lambda a: self.values.get(a) if isinstance(a, fx.Node) else a
         )
 
-    def bind(self, node: fx.Node, names: Sequence[str]) -> dict[str, Any]:
-        """The call's arguments by name, values resolved (except the input, kept as a node)."""
-        bound = dict(zip(names, node.args, strict=False))
-        bound.update(node.kwargs)
-        return {k: v if k == "input" else self.value(v) for k, v in bound.items()}
+    def arg(self, call: Call, name: str, default: Any = None) -> Any:
+        """An argument's value, graph nodes resolved."""
+        return self.value(call.get(name, default))
 
-    def source(self, node: fx.Node) -> fx.Node:
-        first = node.args[0] if node.args else node.kwargs.get("input")
-        if not isinstance(first, fx.Node):
-            raise TypeError(f"{node.name} has no input node")
-        return first
+    def resolved(self, call: Call) -> Call:
+        """The call with every argument's value, for the registry's typed geometry."""
+        return replace(call, args={k: self.value(v) for k, v in call.args.items()})
 
-    def state_of(self, node: fx.Node) -> State:
-        """The field of the op's (first) input."""
-        return self.states.get(self.source(node))
+    def state(self, arg: Any) -> State:
+        return self.states.get(arg) if isinstance(arg, fx.Node) else None
+
+    def source(self, call: Call) -> fx.Node:
+        """The node of the op's input tensor."""
+        if not isinstance(call.input, fx.Node):
+            raise _Lost(f"the input of {call.name} is not a tensor of the graph")
+        return call.input
 
     def shape(self, node: fx.Node) -> tuple[int, ...]:
         value = self.values[node]
         return tuple(value.shape) if isinstance(value, torch.Tensor) else ()
 
-    def unknown(self, node: fx.Node, misaligned: bool = False) -> Unknown:
-        return Unknown(self.labels.get(node, node.name), misaligned)
+    def tensors(self, node: fx.Node) -> list[fx.Node]:
+        """The node's tensor arguments."""
+        return [a for a in node.all_input_nodes if isinstance(self.values.get(a), torch.Tensor)]
 
     # -- dispatch ---------------------------------------------------------------------------
     def run(self, nodes: Sequence[fx.Node]) -> None:
         for node in nodes:
             if node in self.values:  # nodes past a failure have no value
-                self.states[node] = self.transfer(node)
+                try:
+                    self.states[node] = self.transfer(node)
+                except _Lost as lost:
+                    label = self.labels.get(node, node.name)
+                    self.states[node] = Unknown(label, lost.misaligned, lost.reason, node.name)
 
     def transfer(self, node: fx.Node) -> State:
         if node is self.image:
             rank = len(self.shape(node))
             pixel = Axis((0,), (0,), 1)
             return Spatial((pixel,) * (rank - 2), (None, None, *range(rank - 2)))
-        if node.op not in ("call_module", "call_function", "call_method"):
+        if node.op not in _CALLS:
             return None
         if all(self.states.get(a) is None for a in node.all_input_nodes):
             return None  # nothing here depends on the image
         if not _has_tensor(self.values[node]):
             return None  # sizes, shapes, flags
         try:
-            if node.op == "call_module":
-                return self.module_op(node, self.modules[str(node.target)])
-            if node.op == "call_function":
-                return self.function_op(node, node.target)
-            return self.method_op(node, str(node.target))
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError):
+            call = ops.bind(node, node.args, node.kwargs, self.graph_module)
+            if call is None:
+                what = _called(node, self.graph_module)
+                raise _Lost(f"{what} is not an op shapetrace knows, so its field is not derived")
+            return FAMILY_RULES[call.family](self, node, call)
+        except _UNREADABLE as error:
             # A call written in a form this pass does not read: say so rather than guess.
-            return self.unknown(node)
+            what = _called(node, self.graph_module)
+            raise _Lost(f"a call of {what} in a form this pass does not read ({error})") from error
 
-    def module_op(self, node: fx.Node, module: nn.Module) -> State:
-        src = self.state_of(node)
-        geometry: tuple[Any, ...]
-        if isinstance(module, nn.modules.conv._ConvNd):
-            geometry = (module.kernel_size, module.stride, module.padding, module.dilation)
-            if module.transposed:
-                return self.conv_transposed(node, src, *geometry)
-            return self.conv(node, src, *geometry)
-        if isinstance(module, _PASS_MODULES):
-            return src
-        if isinstance(
-            module, nn.modules.pooling._AdaptiveAvgPoolNd | nn.modules.pooling._AdaptiveMaxPoolNd
-        ):
-            return self.adaptive_pool(node, src, _module_rank(module))
-        if isinstance(module, nn.modules.pooling._MaxPoolNd):
-            geometry = (module.kernel_size, module.stride, module.padding, module.dilation)
-            return self.pool(node, src, _module_rank(module), *geometry)
-        if isinstance(module, nn.modules.pooling._AvgPoolNd | nn.modules.pooling._LPPoolNd):
-            padding = getattr(module, "padding", 0)  # LP pools have none
-            geometry = (module.kernel_size, module.stride, padding, 1)
-            return self.pool(node, src, _module_rank(module), *geometry)
-        if isinstance(module, nn.Upsample):
-            return self.interpolate(
-                node,
-                src,
-                module.scale_factor,
-                module.mode,
-                module.align_corners,
-                module.recompute_scale_factor,
-                False,
-            )
-        if isinstance(module, nn.PixelShuffle):
-            return self.pixel_shuffle(node, src, module.upscale_factor)
-        if isinstance(module, nn.PixelUnshuffle):
-            return self.pixel_unshuffle(node, src, module.downscale_factor)
-        if isinstance(module, _PAD_MODULES):
-            return self.pad(node, src, module.padding)
-        if isinstance(module, torchvision.ops.Permute):
-            return self.permute(src, module.dims)
-        if isinstance(module, nn.Flatten | nn.Unflatten):
-            return self.reshape(node)
-        if isinstance(module, nn.Linear):
-            return self.contract(src, -1)
-        if isinstance(module, nn.Softmax | nn.LogSoftmax | nn.Softmin | nn.GLU):
-            dim = module.dim
-            if dim is None:  # PyTorch's legacy implicit dim
-                dim = 0 if len(self.shape(node)) in (0, 1, 3) else 1
-            return self.along(node, src, dim)
-        if isinstance(module, _ATTENTION_MODULES):
-            return Global()  # attention over all tokens
-        return self.unknown(node)
+    # -- rules, one per family --------------------------------------------------------------
+    def passes(self, node: fx.Node, call: Call) -> State:
+        """Identity, dropout and normalisation (which mixes positions only through its
+        statistics: by convention it keeps the field)."""
+        return self.state(self.source(call))
 
-    def function_op(self, node: fx.Node, f: Any) -> State:
-        if f in _PASS_FUNCTIONS:
-            return self.state_of(node)
-        if f in _ARITHMETIC:
-            return self.pointwise(node)
-        if f in _CONV_FUNCTIONS or f in _CONV_T_FUNCTIONS:
-            args = self.bind(node, _CONV_T_ARGS if f in _CONV_T_FUNCTIONS else _CONV_ARGS)
-            kernel = tuple(args["weight"].shape[2:])
-            geometry = (args.get("stride", 1), args.get("padding", 0), args.get("dilation", 1))
-            src = self.states.get(args["input"])
-            if f in _CONV_T_FUNCTIONS:
-                return self.conv_transposed(node, src, kernel, *geometry)
-            return self.conv(node, src, kernel, *geometry)
-        for table, names in (
-            (_MAX_POOL_FUNCTIONS, _MAX_POOL_ARGS),
-            (_AVG_POOL_FUNCTIONS, _AVG_POOL_ARGS),
-            (_LP_POOL_FUNCTIONS, _LP_POOL_ARGS),
-        ):
-            if f in table:
-                args = self.bind(node, names)
-                geometry = (args.get("stride"), args.get("padding", 0), args.get("dilation", 1))
-                src = self.states.get(args["input"])
-                return self.pool(node, src, table[f], args["kernel_size"], *geometry)
-        if f in _ADAPTIVE_FUNCTIONS:
-            return self.adaptive_pool(node, self.state_of(node), _ADAPTIVE_FUNCTIONS[f])
-        if f in _INTERPOLATE_FUNCTIONS:
-            args = {**self.bind(node, _INTERPOLATE_ARGS), **_INTERPOLATE_FUNCTIONS[f]}
-            return self.interpolate(
-                node,
-                self.states.get(args["input"]),
-                args.get("scale_factor"),
-                args.get("mode", "nearest"),
-                args.get("align_corners"),
-                args.get("recompute_scale_factor"),
-                bool(args.get("antialias")),
-            )
-        if f is F.pixel_shuffle or f is F.pixel_unshuffle:
-            args = self.bind(node, ("input", "factor"))
-            factor = args.get("factor") or args.get("upscale_factor") or args["downscale_factor"]
-            if f is F.pixel_shuffle:
-                return self.pixel_shuffle(node, self.state_of(node), factor)
-            return self.pixel_unshuffle(node, self.state_of(node), factor)
-        if f is F.pad:
-            return self.pad(node, self.state_of(node), self.bind(node, ("input", "pad"))["pad"])
-        if f is torch.permute:
-            return self.permute(self.state_of(node), self.bind(node, ("input", "dims"))["dims"])
-        if f in _TRANSPOSE_FUNCTIONS:
-            return self.transpose(self.state_of(node), *self.value(node.args[1:3]))
-        if f in _RESHAPE_FUNCTIONS:
-            return self.reshape(node)
-        if f in _SPLIT_FUNCTIONS:
-            return self.split(node, _SPLIT_FUNCTIONS[f])
-        if f in _REDUCE_FUNCTIONS:
-            return self.reduce(node)
-        if f in _ALONG_FUNCTIONS or f is F.normalize:
-            params = ("input", "p", "dim") if f is F.normalize else ("input", "dim")
-            return self.along(node, self.state_of(node), self.bind(node, params).get("dim", 1))
-        if f in _CAT_FUNCTIONS:
-            return self.cat(node)
-        if f is operator.getitem:
-            return self.getitem(node)
-        if f is F.linear:
-            return self.contract(self.state_of(node), -1)
-        if f in _MATMUL_FUNCTIONS:
-            return self.matmul(node)
-        if f in _ATTENTION_FUNCTIONS:
-            return Global()
-        if getattr(f, "__module__", "").split(".")[0] == "torch" and _aten_pointwise(
-            getattr(f, "__name__", "")
-        ):
-            return self.pointwise(node)
-        return self.unknown(node)
+    def elementwise(self, node: fx.Node, call: Call) -> State:
+        return self.merge(self.tensors(node), self.shape(node))
 
-    def method_op(self, node: fx.Node, name: str) -> State:
-        if name in _PASS_METHODS:
-            return self.state_of(node)
-        if name in _RESHAPE_METHODS:
-            return self.reshape(node)
-        if name == "permute":
-            dims = self.value(node.args[1:])
-            if len(dims) == 1 and not isinstance(dims[0], int):
-                dims = dims[0]
-            return self.permute(self.state_of(node), dims)
-        if name in _TRANSPOSE_METHODS:
-            return self.transpose(self.state_of(node), *self.value(node.args[1:3]))
-        if name in _SPLIT_METHODS:
-            return self.split(node, _SPLIT_METHODS[name])
-        if name in _REDUCE_METHODS:
-            return self.reduce(node)
-        if name in ("softmax", "log_softmax"):
-            return self.along(node, self.state_of(node), self.bind(node, ("input", "dim"))["dim"])
-        if name in _BROADCAST_METHODS:
-            return self.merge(node, [self.source(node)])
-        if name in _MATMUL_METHODS:
-            return self.matmul(node)
-        if _aten_pointwise(name):
-            return self.pointwise(node)
-        return self.unknown(node)
-
-    # -- windows: convolution, pooling, resampling, padding -----------------------------------
-    def windowed(self, node: fx.Node, src: State, maps: Sequence[UnitMap]) -> State:
-        """Apply one unit map per dim to the last len(maps) dims."""
+    def along(self, node: fx.Node, call: Call) -> State:
+        """Ops that mix all units along one dim (softmax, normalize, GLU), or accumulate along
+        it (cumsum)."""
+        src = self.state(self.source(call))
         if not isinstance(src, Spatial):
             return src
-        layout = src.layout
-        if len(layout) < len(maps):
-            return self.unknown(node)
+        dim = self.arg(call, "dim")
+        if dim is None:  # PyTorch's legacy implicit softmax dim
+            dim = 0 if len(src.layout) in (0, 1, 3) else 1
+        dim %= len(src.layout)
+        if src.layout[dim] is None:
+            return src
+        if call.name == "cumulative":
+            raise _Lost("a running total along a spatial axis: each unit sees a different extent")
+        if sum(e is not None for e in src.layout) == 1:
+            return Global()  # the only positional dim
+        raise _Lost(f"{call.name} mixes positions along one spatial axis and not the others")
+
+    def window(self, node: fx.Node, call: Call) -> State:
+        """Convolution, transposed convolution, pooling, im2col (`F.unfold`) and windows along
+        one dim (`Tensor.unfold`), from the registry's typed window."""
+        if call.get("offset") is not None:
+            raise _Lost("a deformable convolution samples where its offsets point: no fixed field")
+        src = self.state(self.source(call))
+        geometry = ops.window(self.resolved(call))
+        maps = [
+            (transposed if geometry.transposed else window)(k, s, before, d)
+            for k, s, (before, _), d in zip(
+                geometry.kernel, geometry.stride, geometry.pads, geometry.dilation, strict=True
+            )
+        ]
+        if geometry.kind == "slide":
+            return self.slide(src, geometry.dim or 0, maps[0])
+        out = self.windowed(src, maps)
+        if geometry.kind == "unfold" and isinstance(out, Spatial):
+            # N x C x H x W -> N x C*kh*kw x L: the positions of every window, flattened.
+            if any(e is not None for e in out.layout[:-2]):
+                raise _Lost("im2col over a tensor whose channels run along a spatial axis")
+            return Spatial(out.axes, (*out.layout[:-3], None, FLAT))
+        return out
+
+    def slide(self, src: State, dim: int, unit_map: UnitMap) -> State:
+        """`Tensor.unfold(dim, size, step)`: dim `dim` counts windows, a new last dim holds the
+        offset within each window (a feature, as channels are)."""
+        if not isinstance(src, Spatial):
+            return src
+        dim %= len(src.layout)
+        entry = src.layout[dim]
         axes = list(src.axes)
-        for entry, unit_map in zip(layout[len(layout) - len(maps) :], maps, strict=True):
-            if _is_identity(unit_map):
-                continue
-            if entry is None or entry == FLAT:
-                return self.unknown(node)
+        if entry == FLAT:
+            raise _Lost("windows over positions that a flatten merged")
+        if entry is not None:
             moved = compose(axes[entry], unit_map)
             if moved is None:
-                return self.unknown(node)
+                raise _Lost("the windows' field does not repeat regularly")
             axes[entry] = moved
-        return Spatial(tuple(axes), layout)
+        return Spatial(tuple(axes), (*src.layout, None))
 
-    def conv(
-        self, node: fx.Node, src: State, kernel: Any, stride: Any, padding: Any, dilation: Any
-    ) -> State:
-        rank = len(kernel)
-        k, s, d = _ntuple(kernel, rank), _ntuple(stride, rank), _ntuple(dilation, rank)
-        if padding == "valid":
-            p: tuple[int, ...] = (0,) * rank
-        elif padding == "same":  # PyTorch pads the smaller half of an odd total on the left
-            p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d, strict=True))
-        else:
-            p = _ntuple(padding, rank)
-        return self.windowed(node, src, [window(*g) for g in zip(k, s, p, d, strict=True)])
-
-    def conv_transposed(
-        self, node: fx.Node, src: State, kernel: Any, stride: Any, padding: Any, dilation: Any
-    ) -> State:
-        rank = len(kernel)
-        geometry = zip(
-            _ntuple(kernel, rank),
-            _ntuple(stride, rank),
-            _ntuple(padding, rank),
-            _ntuple(dilation, rank),
-            strict=True,
-        )
-        return self.windowed(node, src, [transposed(*g) for g in geometry])
-
-    def pool(
-        self,
-        node: fx.Node,
-        src: State,
-        rank: int,
-        kernel: Any,
-        stride: Any,
-        padding: Any,
-        dilation: Any,
-    ) -> State:
-        k = _ntuple(kernel, rank)
-        # ceil_mode and count_include_pad change the last unit and the weights, not the field.
-        s = k if stride is None or stride == [] or stride == () else _ntuple(stride, rank)
-        geometry = zip(k, s, _ntuple(padding, rank), _ntuple(dilation, rank), strict=True)
-        return self.windowed(node, src, [window(*g) for g in geometry])
-
-    def adaptive_pool(self, node: fx.Node, src: State, rank: int) -> State:
-        size_in = self.shape(self.source(node))[-rank:]
-        size_out = self.shape(node)[-rank:]
+    def adaptive(self, node: fx.Node, call: Call) -> State:
+        src = self.state(self.source(call))
+        rank = call.get("rank")
+        if rank is None:
+            rank = len(self.arg(call, "output_size"))
+        size_in = self.shape(self.source(call))[-rank:]
+        out = self.values[node]
+        if isinstance(out, tuple | list):  # (values, indices)
+            out = out[0]
+        size_out = tuple(out.shape)[-rank:]
         if isinstance(src, Spatial) and all(m == 1 for m in size_out):
             pooled = src.layout[-rank:]
             if all(e in pooled for e in src.layout if e is not None):
                 return Global()  # every position pooled into one
         maps = [adaptive(n, m) for n, m in zip(size_in, size_out, strict=True)]
-        return self.windowed(node, src, maps)
+        return self.windowed(src, maps)
 
-    def interpolate(
-        self,
-        node: fx.Node,
-        src: State,
-        scale: Any,
-        mode: str,
-        corners: bool | None,
-        recompute: bool | None,
-        antialias: bool,
-    ) -> State:
-        size_in = self.shape(self.source(node))[2:]
+    def resample(self, node: fx.Node, call: Call) -> State:
+        """Interpolation and pixel (un)shuffle, from the registry's typed resampling."""
+        src = self.state(self.source(call))
+        how = ops.resample(self.resolved(call))
+        factor = how.factor
+        if how.kind == "pixel_shuffle":
+            nearest = (1, factor, lambda o: (o // factor, o // factor))
+            return self.windowed(src, [nearest, nearest])
+        if how.kind == "pixel_unshuffle":
+            return self.windowed(src, [window(factor, factor, 0)] * 2)
+        size_in = self.shape(self.source(call))[2:]
         size_out = self.shape(node)[2:]
-        if mode == "area":
-            maps = [adaptive(n, m) for n, m in zip(size_in, size_out, strict=True)]
-            return self.windowed(node, src, maps)
-        if antialias:
-            return self.unknown(node)
+        if how.mode == "area":
+            return self.windowed(
+                src, [adaptive(n, m) for n, m in zip(size_in, size_out, strict=True)]
+            )
+        if how.antialias:
+            raise _Lost("antialiased resampling: its filter widens with the scale")
         # PyTorch uses the scale factor given, unless told to recompute it from the sizes.
-        scales = None if scale is None or recompute else _ntuple_float(scale, len(size_out))
+        scale = how.scale_factor
+        scales = (
+            None
+            if scale is None or how.recompute_scale_factor
+            else _ntuple_float(scale, len(size_out))
+        )
+        corners = bool(how.align_corners)
         maps = []
         for i, (n, m) in enumerate(zip(size_in, size_out, strict=True)):
-            if corners and mode not in ("nearest", "nearest-exact"):
+            if corners and how.mode not in ("nearest", "nearest-exact"):
                 ratio = Fraction(n - 1, m - 1) if m > 1 else Fraction(0)
             elif scales is not None:
                 ratio = 1 / Fraction(scales[i]).limit_denominator(1 << 16)
             else:
                 ratio = Fraction(n, m)
-            unit_map = resample(ratio, mode, bool(corners))
+            unit_map = resample(ratio, how.mode, corners)
             if unit_map is None:
-                return self.unknown(node)
+                raise _Lost(f"interpolation mode {how.mode!r} has no field rule")
             maps.append(unit_map)
-        return self.windowed(node, src, maps)
+        return self.windowed(src, maps)
 
-    def pixel_shuffle(self, node: fx.Node, src: State, factor: int) -> State:
-        nearest = (1, factor, lambda o: (o // factor, o // factor))
-        return self.windowed(node, src, [nearest, nearest])
+    def pad(self, node: fx.Node, call: Call) -> State:
+        amounts = ops.pad(self.resolved(call))
+        return self.windowed(self.state(self.source(call)), [shifted(-b) for b, _ in amounts.pads])
 
-    def pixel_unshuffle(self, node: fx.Node, src: State, factor: int) -> State:
-        return self.windowed(node, src, [window(factor, factor, 0)] * 2)
-
-    def pad(self, node: fx.Node, src: State, pad: Sequence[int]) -> State:
-        lefts = list(pad[0::2])[::-1]  # F.pad lists (left, right) of the last dim first
-        return self.windowed(node, src, [shifted(-left) for left in lefts])
-
-    # -- layout: views, permutes, splits, indexing, reductions ----------------------------
-    def reshape(self, node: fx.Node) -> State:
-        src = self.state_of(node)
+    def windowed(self, src: State, maps: Sequence[UnitMap]) -> State:
+        """Apply one unit map per dim to the last len(maps) dims."""
         if not isinstance(src, Spatial):
             return src
-        layout = regroup(src.layout, self.shape(self.source(node)), self.shape(node))
-        return self.unknown(node) if layout is None else Spatial(src.axes, layout)
+        layout = src.layout
+        if len(layout) < len(maps):
+            raise _Lost("a window over more dims than the tensor has")
+        axes = list(src.axes)
+        for entry, unit_map in zip(layout[len(layout) - len(maps) :], maps, strict=True):
+            if _is_identity(unit_map):
+                continue
+            if entry is None or entry == FLAT:
+                raise _Lost("a window over a dim that does not run along one spatial axis")
+            moved = compose(axes[entry], unit_map)
+            if moved is None:
+                raise _Lost(
+                    f"the field does not repeat within {MAX_PERIOD} units, or a unit reads nothing"
+                )
+            axes[entry] = moved
+        return Spatial(tuple(axes), layout)
 
-    def permute(self, src: State, dims: Sequence[int]) -> State:
+    # -- layout: views, permutes, indexing, splits, joins -----------------------------------
+    def reshape(self, node: fx.Node, call: Call) -> State:
+        source = self.source(call)
+        src = self.state(source)
+        if not isinstance(src, Spatial):
+            return src
+        layout = regroup(src.layout, self.shape(source), self.shape(node))
+        if layout is None:
+            raise _Lost("a reshape whose dims do not group into the input's")
+        return Spatial(src.axes, layout)
+
+    def permute(self, node: fx.Node, call: Call) -> State:
+        src = self.state(self.source(call))
         if not isinstance(src, Spatial):
             return src
         rank = len(src.layout)
-        return Spatial(src.axes, tuple(src.layout[d % rank] for d in dims))
+        if call.name == "permute":
+            order = [d % rank for d in _as_tuple(self.arg(call, "dims"))]
+        elif call.name == "movedim":
+            order = _moved(rank, self.arg(call, "source"), self.arg(call, "destination"))
+        else:  # transpose, t()
+            order = list(range(rank))
+            a, b = self.arg(call, "dim0", 0) % rank, self.arg(call, "dim1", 1) % rank
+            order[a], order[b] = order[b], order[a]
+        return Spatial(src.axes, tuple(src.layout[d] for d in order))
 
-    def transpose(self, src: State, a: int, b: int) -> State:
-        if not isinstance(src, Spatial):
-            return src
-        layout = list(src.layout)
-        a, b = a % len(layout), b % len(layout)
-        layout[a], layout[b] = layout[b], layout[a]
-        return Spatial(src.axes, tuple(layout))
-
-    def split(self, node: fx.Node, kind: str) -> State:
-        src = self.state_of(node)
-        names = ("input", "dim") if kind == "unbind" else ("input", "sections", "dim")
-        dim = self.bind(node, names).get("dim", 0)
-        if not isinstance(src, Spatial):
-            return src
-        dim %= len(src.layout)
-        if src.layout[dim] is not None:
-            return self.unknown(node)  # pieces of an axis see different parts of the input
-        if kind == "unbind":
-            return Spatial(src.axes, src.layout[:dim] + src.layout[dim + 1 :])
-        return src
-
-    def getitem(self, node: fx.Node) -> State:
-        container, index = node.args[0], node.args[1]
-        if not isinstance(container, fx.Node):
-            raise TypeError("getitem of a constant")
-        src = self.states.get(container)
+    def index(self, node: fx.Node, call: Call) -> State:
+        """Indexing (getitem), narrow, select, and index_select / gather along one dim."""
+        container = self.source(call)
+        src = self.state(container)
         if not isinstance(self.values.get(container), torch.Tensor):
             return src  # an element of a split, of a (values, indices) pair, ...
         if not isinstance(src, Spatial):
             return src
-        return self.index(node, src, self.value(index), self.shape(container))
+        shape = self.shape(container)
+        if call.name == "index_select":
+            dim = self.arg(call, "dim")
+            if dim is None or src.layout[dim % len(shape)] is not None:
+                raise _Lost(f"{call.name} picks positions by a tensor of indices")
+            return src
+        if "indices" in call.args:  # aten's index
+            raise _Lost("indexing by tensors picks positions by value")
+        if "dim" in call.args:  # narrow, select, and aten's slice and select
+            dim = self.arg(call, "dim", 0) % len(shape)
+            if call.name == "narrow":
+                start = self.arg(call, "start", 0)
+                if start < 0:
+                    start += shape[dim]
+                item: Any = slice(start, start + self.arg(call, "length"))
+            elif "index" in call.args:
+                item = self.arg(call, "index")
+            else:
+                item = slice(self.arg(call, "start"), self.arg(call, "end"), self.arg(call, "step"))
+            return self.indexed(src, [*[slice(None)] * dim, item], shape)
+        return self.indexed(src, self.arg(call, "index"), shape)
 
-    def index(self, node: fx.Node, src: Spatial, index: Any, shape: tuple[int, ...]) -> State:
-        items = list(index) if isinstance(index, (tuple, list)) else [index]
+    def indexed(self, src: Spatial, index: Any, shape: tuple[int, ...]) -> State:
+        items = list(index) if isinstance(index, tuple | list) else [index]
         if any(not isinstance(i, int | slice | None | type(Ellipsis)) for i in items):
-            return self.unknown(node)  # indexing by tensors
+            raise _Lost("indexing by tensors picks positions by value")
         if Ellipsis in items:
             at = items.index(Ellipsis)
             used = sum(i is not None for i in items) - 1
@@ -819,7 +633,9 @@ class _Walk:
             dim += 1
             if isinstance(item, int):
                 if entry is not None and size != 1:
-                    return self.unknown(node)  # one row of positions: not the same for every unit
+                    raise _Lost(
+                        "one row of positions is picked: the field is not the same for every unit"
+                    )
                 continue
             start, stop, step = item.indices(size)
             if entry is not None and ((start, step) != (0, 1) or stop < size):
@@ -828,18 +644,95 @@ class _Walk:
                 if entry != FLAT and step >= 1:
                     moved = compose(axes[entry], shifted(start, step))
                 if moved is None:
-                    return self.unknown(node)
+                    raise _Lost("a slice of positions that a flatten merged")
                 axes[entry] = moved
             layout.append(entry)
         layout.extend(src.layout[dim:])
         return Spatial(tuple(axes), tuple(layout))
 
-    def reduce(self, node: fx.Node) -> State:
-        args = self.bind(node, ("input", "dim", "keepdim"))
-        dims_arg = args.get("dim")
+    def split(self, node: fx.Node, call: Call) -> State:
+        src = self.state(self.source(call))
+        if not isinstance(src, Spatial):
+            return src
+        dim = self.arg(call, "dim", 0) % len(src.layout)
+        if src.layout[dim] is not None:
+            raise _Lost("pieces of a spatial axis see different parts of the input")
+        if call.name == "unbind":
+            return Spatial(src.axes, src.layout[:dim] + src.layout[dim + 1 :])
+        return src
+
+    def concat(self, node: fx.Node, call: Call) -> State:
+        tensors = call.get("tensors")
+        if not isinstance(tensors, list | tuple):
+            raise TypeError("a join of a single node")
+        dim = self.arg(call, "dim", 0)
+        stack = call.name == "stack"
+        fields: list[State] = []
+        for t in tensors:
+            state = self.state(t)
+            if isinstance(state, Spatial):
+                d = dim % (len(state.layout) + stack)
+                if stack:
+                    state = Spatial(state.axes, (*state.layout[:d], None, *state.layout[d:]))
+                elif state.layout[d] is not None and state.layout[d] != FLAT:
+                    raise _Lost("tensors joined along a spatial axis: fields depend on the unit")
+            fields.append(state)
+        return self.combine(fields)
+
+    def expand(self, node: fx.Node, call: Call) -> State:
+        """Broadcasts (expand), tiles (repeat) and repeats of each element (repeat_interleave)."""
+        source = self.source(call)
+        if call.name in ("expand", "expand_as"):
+            return self.merge([source], self.shape(node))
+        src = self.state(source)
+        if not isinstance(src, Spatial):
+            return src
+        if call.name == "repeat":
+            sizes = [int(s) for s in self.arg(call, "sizes")]
+            layout = (None,) * (len(sizes) - len(src.layout)) + src.layout
+            if any(e is not None and r != 1 for e, r in zip(layout, sizes, strict=True)):
+                raise _Lost("a spatial axis tiled: units of different tiles see the same pixels")
+            return Spatial(src.axes, layout)
+        dim = self.arg(call, "dim")
+        if dim is None:  # the flattened input, each element repeated
+            positional = any(e is not None for e in src.layout)
+            return Spatial(src.axes, (FLAT if positional else None,))
+        dim %= len(src.layout)
+        entry = src.layout[dim]
+        if entry is None:
+            return src
+        repeats = self.arg(call, "repeats")
+        if entry == FLAT or not isinstance(repeats, int):
+            raise _Lost("positions repeated a varying number of times")
+        moved = compose(src.axes[entry], (1, repeats, lambda o: (o // repeats, o // repeats)))
+        if moved is None:
+            raise _Lost(f"the field does not repeat within {MAX_PERIOD} units")
+        axes = list(src.axes)
+        axes[entry] = moved
+        return Spatial(tuple(axes), src.layout)
+
+    def rearrange(self, node: fx.Node, call: Call) -> State:
+        """Flip, roll and channel shuffle: elements moved within the same shape."""
+        src = self.state(self.source(call))
+        if not isinstance(src, Spatial):
+            return src
+        rank = len(src.layout)
+        if call.name == "channel_shuffle":
+            moved: Any = (1,)
+        else:
+            moved = self.arg(call, "dims")
+            if moved is None:  # roll of the flattened tensor
+                moved = range(rank)
+        if any(src.layout[d % rank] is not None for d in _as_tuple(moved)):
+            raise _Lost(f"{call.name} moves positions along a spatial axis")
+        return src
+
+    # -- reductions and products ------------------------------------------------------------
+    def reduce(self, node: fx.Node, call: Call) -> State:
+        dims_arg = self.arg(call, "dim")
         if isinstance(dims_arg, torch.Tensor):  # torch.max(a, b): elementwise
-            return self.pointwise(node)
-        src = self.states.get(args["input"])
+            return self.merge(self.tensors(node), self.shape(node))
+        src = self.state(self.source(call))
         if not isinstance(src, Spatial):
             return src
         rank = len(src.layout)
@@ -848,37 +741,33 @@ class _Walk:
         if positional and positional <= dims:
             return Global()
         if positional & dims:
-            return self.unknown(node)  # some axes reduced, others kept
-        if args.get("keepdim"):
+            raise _Lost("some spatial axes reduced and others kept")
+        if self.arg(call, "keepdim"):
             return src
         return Spatial(src.axes, tuple(e for d, e in enumerate(src.layout) if d not in dims))
 
-    def along(self, node: fx.Node, src: State, dim: int) -> State:
-        """Ops that mix all units along one dim (softmax, normalize, GLU)."""
-        if not isinstance(src, Spatial):
-            return src
-        dim %= len(src.layout)
-        if src.layout[dim] is None:
-            return src
-        if sum(e is not None for e in src.layout) == 1:
-            return Global()  # the only positional dim
-        return self.unknown(node)
-
-    def contract(self, src: State, dim: int) -> State:
-        """A product summing over `dim` (Linear): global when that dim holds positions."""
-        if isinstance(src, Spatial) and src.layout[dim] is not None:
+    def linear(self, node: fx.Node, call: Call) -> State:
+        """A product summing over the last dim: global when that dim holds positions."""
+        src = self.state(self.source(call))
+        if isinstance(src, Spatial) and src.layout[-1] is not None:
             return Global()
         return src
 
-    def matmul(self, node: fx.Node) -> State:
-        left, right = node.args[0], node.args[1]
-        states = [self.states.get(a) if isinstance(a, fx.Node) else None for a in (left, right)]
+    def matmul(self, node: fx.Node, call: Call) -> State:
+        if call.name == "einsum":
+            return self.einsum(call)
+        left, right = call.input, call.get("other")
+        states = [self.state(left), self.state(right)]
+        if call.name == "addmm" and self.state(call.get("bias")) is not None:
+            states.append(self.state(call.get("bias")))
+            if not any(isinstance(s, Global | Unknown) for s in states):
+                raise _Lost("a product added to a tensor that depends on the image")
         if any(isinstance(s, Global) for s in states):
             return Global()
         for s in states:
             if isinstance(s, Unknown):
                 return s
-        a, b = states
+        a, b = states[:2]
         rank_b = len(self.shape(right)) if isinstance(right, fx.Node) else 0
         summed = [(a, -1), (b, -2 if rank_b >= 2 else -1)]
         if any(isinstance(s, Spatial) and s.layout[d] is not None for s, d in summed):
@@ -886,16 +775,64 @@ class _Walk:
         if isinstance(a, Spatial) and b is None and rank_b >= 2:
             rank = len(self.shape(node))
             return Spatial(a.axes, ((None,) * rank + a.layout)[-rank:])
-        return self.unknown(node)
+        raise _Lost("a product of two tensors that both depend on the image")
+
+    def einsum(self, call: Call) -> State:
+        equation = str(self.arg(call, "equation")).replace(" ", "")
+        operands = call.get("operands") or []
+        states = [self.state(o) for o in operands]
+        if any(isinstance(s, Global) for s in states):
+            return Global()
+        for s in states:
+            if isinstance(s, Unknown):
+                return s
+        if "..." in equation or "->" not in equation:
+            raise _Lost("an einsum with an ellipsis or an implicit output")
+        inputs, output = equation.split("->")
+        found: dict[str, int | None] = {}
+        summed_positions = False
+        for letters, state in zip(inputs.split(","), states, strict=True):
+            if not isinstance(state, Spatial):
+                continue
+            for letter, entry in zip(letters, state.layout, strict=True):
+                if entry is None:
+                    continue
+                if letter not in output:
+                    summed_positions = True
+                elif found.setdefault(letter, entry) != entry:
+                    raise _Lost("an einsum pairing different spatial axes")
+        if summed_positions:
+            return Global()  # summing over positions, as attention does
+        spatial = [s for s in states if isinstance(s, Spatial)]
+        if len(spatial) != 1 or any(len(set(t)) != len(t) for t in inputs.split(",")):
+            raise _Lost("an einsum of several tensors that depend on the image")
+        return Spatial(spatial[0].axes, tuple(found.get(letter) for letter in output))
+
+    def attention(self, node: fx.Node, call: Call) -> State:
+        return Global()  # attention over all tokens
+
+    def embedding(self, node: fx.Node, call: Call) -> State:
+        """A lookup per index: the indices' field, with the embedding as a new last dim."""
+        src = self.state(self.source(call))
+        if not isinstance(src, Spatial):
+            return src
+        return Spatial(src.axes, (*src.layout, None))
+
+    def factory(self, node: fx.Node, call: Call) -> State:
+        """New tensors: their values do not depend on the image, unless a tensor is their data
+        (`torch.tensor(t)`, `x.new_tensor(t)`)."""
+        data = call.get("data")
+        return self.state(data) if isinstance(data, fx.Node) else None
+
+    def shape_query(self, node: fx.Node, call: Call) -> State:
+        raise _Lost(f"{_called(node, self.graph_module)} returns a tensor here, not a size")
+
+    def check(self, node: fx.Node, call: Call) -> State:
+        return None  # asserts return nothing
 
     # -- merges -----------------------------------------------------------------------------
-    def pointwise(self, node: fx.Node) -> State:
-        tensors = [a for a in node.all_input_nodes if isinstance(self.values.get(a), torch.Tensor)]
-        return self.merge(node, tensors)
-
-    def merge(self, node: fx.Node, inputs: Sequence[fx.Node]) -> State:
-        """Elementwise ops with broadcasting: the union of the inputs' fields."""
-        out = self.shape(node)
+    def merge(self, inputs: Sequence[fx.Node], out: tuple[int, ...]) -> State:
+        """Elementwise ops with broadcasting to shape `out`: the union of the inputs' fields."""
         rank = len(out)
         fields: list[State] = []
         for arg in inputs:
@@ -909,13 +846,14 @@ class _Walk:
                     e is not None and n == 1 != m
                     for e, n, m in zip(layout, sizes, out, strict=True)
                 ):
-                    # One position broadcast over many: not the same field for every unit.
-                    return self.unknown(node)
+                    raise _Lost(
+                        "one position broadcast over many: not the same field for every unit"
+                    )
                 state = Spatial(state.axes, layout)
             fields.append(state)
-        return self.combine(node, fields)
+        return self.combine(fields)
 
-    def combine(self, node: fx.Node, fields: Sequence[State]) -> State:
+    def combine(self, fields: Sequence[State]) -> State:
         if any(isinstance(f, Global) for f in fields):
             return Global()
         for f in fields:
@@ -928,34 +866,70 @@ class _Walk:
         if len(spatial) == 1:
             return Spatial(spatial[0].axes, layout)
         if any(f.layout != layout for f in spatial[1:]):
-            return self.unknown(node)
+            raise _Lost("branches whose dims run along different axes are merged")
         axes = []
         misaligned = False
         for i in range(len(spatial[0].axes)):
             axis, off = union([f.axes[i] for f in spatial])
             if axis is None:
-                return self.unknown(node, misaligned=True)
+                raise _Lost("branches of different strides are merged", misaligned=True)
             axes.append(axis)
             misaligned |= off
         return Spatial(tuple(axes), layout, misaligned)
 
-    def cat(self, node: fx.Node) -> State:
-        tensors = node.args[0] if node.args else node.kwargs["tensors"]
-        if not isinstance(tensors, list | tuple):
-            raise TypeError("cat of a single node")
-        dim = self.bind(node, ("tensors", "dim")).get("dim", 0)
-        stack = node.target is torch.stack
-        fields: list[State] = []
-        for t in tensors:
-            state = self.states.get(t) if isinstance(t, fx.Node) else None
-            if isinstance(state, Spatial):
-                d = dim % (len(state.layout) + stack)
-                if stack:
-                    state = Spatial(state.axes, (*state.layout[:d], None, *state.layout[d:]))
-                elif state.layout[d] is not None and state.layout[d] != FLAT:
-                    return self.unknown(node)  # joined along an axis: fields depend on the unit
-            fields.append(state)
-        return self.combine(node, fields)
+
+Rule = Callable[[_Walk, fx.Node, Call], State]
+
+# One rule per op family: the registry says which family each op, in all its spellings, is of.
+FAMILY_RULES: dict[Family, Rule] = {
+    Family.IDENTITY: _Walk.passes,
+    Family.DROPOUT: _Walk.passes,
+    Family.NORM: _Walk.passes,
+    Family.ELEMENTWISE: _Walk.elementwise,
+    Family.ALONG: _Walk.along,
+    Family.WINDOW: _Walk.window,
+    Family.ADAPTIVE: _Walk.adaptive,
+    Family.RESAMPLE: _Walk.resample,
+    Family.PAD: _Walk.pad,
+    Family.RESHAPE: _Walk.reshape,
+    Family.PERMUTE: _Walk.permute,
+    Family.INDEX: _Walk.index,
+    Family.SPLIT: _Walk.split,
+    Family.CONCAT: _Walk.concat,
+    Family.EXPAND: _Walk.expand,
+    Family.REARRANGE: _Walk.rearrange,
+    Family.REDUCE: _Walk.reduce,
+    Family.LINEAR: _Walk.linear,
+    Family.MATMUL: _Walk.matmul,
+    Family.ATTENTION: _Walk.attention,
+    Family.EMBEDDING: _Walk.embedding,
+    Family.FACTORY: _Walk.factory,
+    Family.SHAPE_QUERY: _Walk.shape_query,
+    Family.ASSERT: _Walk.check,
+}
+
+
+def _called(node: fx.Node, gm: fx.GraphModule) -> str:
+    """What a node calls, as a user would write it (functions with their module, so that an
+    opaque torchvision function says where it lives)."""
+    if node.op == "call_module":
+        return type(gm.get_submodule(str(node.target))).__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    name = str(getattr(node.target, "__name__", node.target))
+    origin = getattr(node.target, "__module__", None)
+    return f"{origin}.{name}" if origin and origin != "builtins" else name
+
+
+def _moved(rank: int, source: Any, destination: Any) -> list[int]:
+    """The dims order after `movedim(source, destination)`."""
+    src = [d % rank for d in _as_tuple(source)]
+    dst = [d % rank for d in _as_tuple(destination)]
+    order: list[int | None] = [None] * rank
+    for s, d in zip(src, dst, strict=True):
+        order[d] = s
+    rest = iter(d for d in range(rank) if d not in src)
+    return [next(rest) if d is None else d for d in order]
 
 
 def regroup(
@@ -999,20 +973,6 @@ def regroup(
     return tuple(new)
 
 
-def _module_rank(module: nn.Module) -> int:
-    for cls in type(module).__mro__:
-        if cls in _MODULE_RANKS:
-            return _MODULE_RANKS[cls]
-    raise TypeError(type(module).__name__)
-
-
-def _ntuple(value: Any, rank: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * rank
-    items = tuple(int(v) for v in value)
-    return items * rank if len(items) == 1 else items
-
-
 def _ntuple_float(value: Any, rank: int) -> tuple[float, ...]:
     if isinstance(value, int | float):
         return (float(value),) * rank
@@ -1049,6 +1009,11 @@ def run(context: PassContext) -> None:
             continue
         entry = context.by_fx[node]
         entry.rf = to_rf(state)
+        if isinstance(state, Unknown):
+            if state.at == node.name:
+                entry.why_missing("rf", state.reason)
+            else:
+                entry.why_missing("rf", f"its field is lost at {state.at}: {state.reason}")
         if isinstance(state, Global):
             entry.rf_covers_input, entry.rf_covers_input_up_to = True, None
         elif isinstance(state, Spatial):
