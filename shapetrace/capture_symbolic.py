@@ -1,0 +1,664 @@
+"""Capture with symbolic shapes: the rung between fx and hooks, for models fx cannot trace.
+
+`torch.export.export(strict=False)` runs the model's Python on fake tensors whose spatial sizes
+are symbols (`Dim.DYNAMIC`), so shape-dependent Python runs once and leaves guards on those
+symbols (`Eq(Mod(H, 32), 0)`), and data-dependent sizes (`nonzero`, boolean masks) become
+unbacked symbols (`u0`). The result is an aten-level graph named as `capture.trace` names an fx
+graph: a basic layer's output node by its module path (`layer1.0.conv1`), any other node by the
+module path plus the op (`layer1.0.conv1.getitem`), repeated names suffixed `_1`, `_2`.
+
+Guards say when this graph is the model's graph. Each is attributed to the model's own source
+line and module and then classified by running the model eagerly on meta tensors at a size that
+violates it and satisfies every other guard: `rejects` when the model raises there (its own
+error message is kept), `path` when the model runs there but takes another path (captured in
+turn, up to `max_paths`), `implied` when no size breaks it alone, `data` when it involves
+data-dependent sizes. See docs/capture.md for the measurements behind the choice of
+`torch.export` over `make_fx(tracing_mode="symbolic")`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import linecache
+import math
+import operator
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+import torch
+from torch import fx, nn
+from torch.export import Dim, ExportedProgram, export
+from torch.fx.experimental.symbolic_shapes import ShapeEnv, free_unbacked_symbols
+from torch.utils._pytree import tree_flatten, tree_map
+
+from shapetrace.capture import Capture, is_basic_layer
+
+_FX_SUFFIX = re.compile(r"^(.+)_[0-9]+$")
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_THIS_FILE = os.path.abspath(__file__)
+_SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+@dataclass
+class Guard:
+    """One condition on the input sizes under which the captured graph is the model's graph.
+
+    `expr` is over the symbols of `SymbolicCapture.symbols` (`H`, `W`); `text` is its printed
+    form. `file`, `line`, `code` and `module` say which line of the model's own code (and the
+    forward of which module path) asked the question. `kind` is `rejects`, `path`, `implied`,
+    `data` or `unknown` (see the module docstring); `probe` the sizes tried and `message` what
+    the model raised there."""
+
+    expr: sympy.Basic
+    text: str
+    file: str | None = None
+    line: int | None = None
+    code: str | None = None
+    module: str | None = None
+    kind: str = "unknown"
+    probe: dict[str, int] | None = None
+    message: str | None = None
+
+    def holds(self, sizes: Mapping[str, int]) -> bool | None:
+        """Whether the guard holds at `sizes` (None if it involves data-dependent sizes)."""
+        return _holds(self.expr, sizes)
+
+    @property
+    def where(self) -> str:
+        loc = f"{self.file}:{self.line}" if self.file else "?"
+        return f"{loc} in {self.module}" if self.module else loc
+
+
+@dataclass
+class Unbacked:
+    """A data-dependent size (`u0`) and the nodes whose shapes contain it."""
+
+    symbol: str
+    nodes: list[str]
+    module: str | None = None
+
+
+@dataclass
+class SymbolicCapture:
+    """An aten-level graph with symbolic spatial sizes, its `Capture` record, guards and
+    unbacked symbols. `symbols` maps `H`, `W` (`H_1`, ... for further inputs) to the shape
+    env's symbols; `sample` is the size captured at. `alternatives` are captures of the other
+    paths found by probing `path` guards."""
+
+    capture: Capture
+    exported: ExportedProgram
+    symbols: dict[str, sympy.Symbol]
+    sample: dict[str, int]
+    guards: list[Guard]
+    unbacked: list[Unbacked]
+    alternatives: list[SymbolicCapture] = field(default_factory=list)
+
+    def on_path(self, sizes: Mapping[str, int]) -> bool:
+        """Whether `sizes` take this capture's path (every `path` guard holds)."""
+        return all(g.holds(sizes) is not False for g in self.guards if g.kind == "path")
+
+    def accepts(self, sizes: Mapping[str, int]) -> bool | None:
+        """Whether the model accepts `sizes`, from the guards alone; None where no captured
+        path covers them or a guard cannot be decided."""
+        for capture in (self, *self.alternatives):
+            if capture.on_path(sizes):
+                verdicts = {g.kind: g.holds(sizes) for g in capture.guards if g.kind != "path"}
+                if any(g.kind == "rejects" and g.holds(sizes) is False for g in capture.guards):
+                    return False
+                # An implied guard broken here was never probed alone: its verdict is unknown.
+                if any(v is not True for v in verdicts.values()):
+                    return None
+                return True
+        return None
+
+    def rejection(self, sizes: Mapping[str, int]) -> Guard | None:
+        """The first rejecting guard `sizes` violate on their path, with the model's message."""
+        for capture in (self, *self.alternatives):
+            if capture.on_path(sizes):
+                for g in capture.guards:
+                    if g.kind == "rejects" and g.holds(sizes) is False:
+                        return g
+        return None
+
+    def shapes(self, sizes: Mapping[str, int]) -> dict[str, Any]:
+        """Every node's output shape at `sizes` (unbacked dims stay symbols, e.g. `u0`)."""
+        subs = {self.symbols[k]: v for k, v in sizes.items() if k in self.symbols}
+        return {
+            self.capture.names[n]: _shape_at(n.meta.get("val"), subs) for n in self.capture.nodes()
+        }
+
+    def formula(self, node: fx.Node) -> Any:
+        """A node's shape with the spatial symbols named `H`, `W`: `(1, 8, H//2, W//2)`."""
+        names = {
+            sym: sympy.Symbol(k, integer=True, positive=True) for k, sym in self.symbols.items()
+        }
+        return _shape_at(node.meta.get("val"), names)
+
+
+class SymbolicCaptureError(Exception):
+    """torch.export could not capture the model at the sample size; `cause` says why, `site`
+    which line of the model's own code was running (file:line), when known."""
+
+    def __init__(self, cause: BaseException, site: str | None) -> None:
+        super().__init__(f"{type(cause).__name__}: {_first_line(cause)}")
+        self.cause = cause
+        self.site = site
+
+
+# -- capture ---------------------------------------------------------------------------------
+
+
+def capture_symbolic(
+    model: nn.Module,
+    inputs: Sequence[Any],
+    spatial: Sequence[int] = (-2, -1),
+    *,
+    max_paths: int = 4,
+    probe_limit: int = 256,
+) -> SymbolicCapture:
+    """Capture `model(*inputs)` with the `spatial` dims of every input tensor symbolic.
+
+    `inputs` are the positional arguments as the model takes them (meta tensors, or lists of
+    them for detection models); the model's parameters may live on meta. Guards are classified
+    by eager meta runs at sizes up to `probe_limit`; `path` guards lead to further captures, up
+    to `max_paths` in all."""
+    root = _capture_one(model, tuple(inputs), spatial, probe_limit)
+    queue = [root]
+    seen: list[dict[str, int]] = [root.sample]
+    while queue and 1 + len(root.alternatives) < max_paths:
+        current = queue.pop(0)
+        for guard in current.guards:
+            probe = guard.probe
+            if guard.kind != "path" or probe is None:
+                continue
+            if any(c.on_path(probe) for c in (root, *root.alternatives)) or probe in seen:
+                continue
+            seen.append(probe)
+            try:
+                other = _capture_one(model, _resized(inputs, spatial, probe), spatial, probe_limit)
+            except SymbolicCaptureError:
+                continue
+            root.alternatives.append(other)
+            queue.append(other)
+            if 1 + len(root.alternatives) >= max_paths:
+                break
+    return root
+
+
+def _capture_one(
+    model: nn.Module, inputs: tuple[Any, ...], spatial: Sequence[int], probe_limit: int
+) -> SymbolicCapture:
+    dynamic, labels = _dynamic_shapes(inputs, spatial)
+    with _guard_sites(model) as sites:
+        try:
+            exported = export(model, inputs, dynamic_shapes=dynamic, strict=False)
+        except Exception as exc:
+            raise SymbolicCaptureError(exc, _user_frame_of(exc)) from exc
+    gm = exported.module()
+    _drop_guard_fn(gm)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    symbols, sample = _input_symbols(placeholders, labels)
+    shape_env = _shape_env(placeholders)
+    if shape_env is not None:
+        _pinned_symbols(shape_env, placeholders, labels, symbols, sample)
+    capture = _capture_record(model, gm)
+    guards = _guards(shape_env, symbols, sites) if shape_env is not None else []
+    result = SymbolicCapture(
+        capture=capture,
+        exported=exported,
+        symbols=symbols,
+        sample=sample,
+        guards=guards,
+        unbacked=_unbacked(capture),
+    )
+    _classify(result, model, inputs, spatial, probe_limit)
+    return result
+
+
+def _dynamic_shapes(
+    inputs: tuple[Any, ...], spatial: Sequence[int]
+) -> tuple[tuple[Any, ...], list[tuple[int, int, str]]]:
+    """`dynamic_shapes` marking the spatial dims of every tensor `Dim.AUTO` (guards do not
+    fail the export, as named `Dim`s would; a dim the model pins to one value becomes static,
+    where `DYNAMIC` would fail), and for each flattened tensor the labels of its dims (`H`,
+    `W`; `H_1`, `W_1` for the next tensor)."""
+    labels: list[tuple[int, int, str]] = []
+    count = 0
+
+    def mark(value: Any) -> Any:
+        nonlocal count
+        if not isinstance(value, torch.Tensor):
+            return None
+        dims = sorted({d % value.dim() for d in spatial if -value.dim() <= d < value.dim()})
+        names = _SPATIAL_NAMES.get(len(dims), tuple(f"S{i}" for i in range(len(dims))))
+        suffix = f"_{count}" if count else ""
+        for d, name in zip(dims, names, strict=True):
+            labels.append((count, d, name + suffix))
+        count += 1
+        return {d: Dim.AUTO for d in dims}
+
+    return tuple(tree_map(mark, list(inputs))), labels
+
+
+def _input_symbols(
+    placeholders: list[fx.Node], labels: list[tuple[int, int, str]]
+) -> tuple[dict[str, sympy.Symbol], dict[str, int]]:
+    tensors = [n.meta["val"] for n in placeholders if isinstance(n.meta.get("val"), torch.Tensor)]
+    symbols: dict[str, sympy.Symbol] = {}
+    sample: dict[str, int] = {}
+    for index, dim, name in labels:
+        size = tensors[index].shape[dim]
+        if isinstance(size, torch.SymInt):
+            expr = size.node.expr
+            if isinstance(expr, sympy.Symbol) and expr not in symbols.values():
+                symbols[name] = expr
+                sample[name] = int(size.node.hint)  # type: ignore[arg-type]
+    return symbols, sample
+
+
+def _pinned_symbols(
+    shape_env: ShapeEnv,
+    placeholders: list[fx.Node],
+    labels: list[tuple[int, int, str]],
+    symbols: dict[str, sympy.Symbol],
+    sample: dict[str, int],
+) -> None:
+    """A dim the model pins to one value (`if x.shape[-1] != 32`, taken as equal) is static in
+    the graph; its symbol survives in the guard `Eq(s0, 32)`. Name it too, so that guard
+    reads `Eq(W, 32)` and is probed like the others."""
+    tensors = [n.meta["val"] for n in placeholders if isinstance(n.meta.get("val"), torch.Tensor)]
+    known = set(symbols.values())
+    for index, dim, name in labels:
+        if name in symbols:
+            continue
+        value = int(tensors[index].shape[dim])
+        for guard in shape_env.guards:
+            expr = guard.expr
+            if not isinstance(expr, sympy.Eq) or free_unbacked_symbols(expr):
+                continue
+            free = [f for f in expr.free_symbols if f not in known]
+            # Only `Eq(s0, 32)`: pinning through a formula (`Eq(s0 - 2, 1)`) mislabels paths.
+            if len(free) == 1 and isinstance(expr.lhs, sympy.Symbol):
+                pinned = sympy.sympify(expr.xreplace({free[0]: sympy.Integer(value)}))
+                if pinned in (sympy.true, True):
+                    symbols[name] = free[0]
+                    sample[name] = value
+                    known.add(free[0])
+                    break
+
+
+def _shape_env(placeholders: list[fx.Node]) -> ShapeEnv | None:
+    for node in placeholders:
+        val = node.meta.get("val")
+        mode = getattr(val, "fake_mode", None)
+        if mode is not None and mode.shape_env is not None:
+            return mode.shape_env  # type: ignore[no-any-return]
+    return None
+
+
+def _drop_guard_fn(gm: fx.GraphModule) -> None:
+    """`ExportedProgram.module()` adds a `_guards_fn` call checking the inputs; not an op of the
+    model's."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and node.target == "_guards_fn":
+            gm.graph.erase_node(node)
+    if hasattr(gm, "_guards_fn"):
+        delattr(gm, "_guards_fn")
+    gm.recompile()
+
+
+# -- names, sites, calls ---------------------------------------------------------------------
+
+
+def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
+    """Torchvision-style names and call sites for an aten graph, from `nn_module_stack`."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    nodes = [n for n in gm.graph.nodes if n.op != "output"]
+    stacks = {n: list((n.meta.get("nn_module_stack") or {}).items()) for n in nodes}
+    # The call of the innermost module each node ran in: (key with its `@n` call index, path).
+    innermost = {n: (s[-1][0], s[-1][1][0]) if s else ("", "") for n, s in stacks.items()}
+    last_of_call: dict[str, fx.Node] = {}
+    calls: Counter[str] = Counter()
+    seen_calls: set[str] = set()
+    called = {id(model)}
+    for node in nodes:
+        for key, (path, _type) in stacks[node]:
+            path = _clean_path(path)
+            if path and key not in seen_calls:
+                seen_calls.add(key)
+                calls[path] += 1
+            if path in modules:
+                called.add(id(modules[path]))
+        for key, _ in stacks[node]:
+            last_of_call[key] = node  # the last node run inside each call: its output
+    counts: Counter[str] = Counter()
+    names: dict[fx.Node, str] = {}
+    sites: dict[fx.Node, str] = {}
+    module_outputs: dict[str, Any] = {}
+    for node in nodes:
+        key, path = innermost[node]
+        path = _clean_path(path)
+        module = modules.get(path)
+        is_call = (
+            bool(path)
+            and module is not None
+            and is_basic_layer(module)
+            and last_of_call.get(key) is node
+        )
+        if node.op in ("placeholder", "get_attr"):
+            base = node.name if node.op == "placeholder" else str(node.target)
+            sites[node] = ""
+        else:
+            op = _FX_SUFFIX.sub(r"\1", node.name)
+            base = path if is_call else (f"{path}.{op}" if path else op)
+            sites[node] = path
+        index = counts[base]
+        counts[base] += 1
+        names[node] = base if index == 0 else f"{base}_{index}"
+    for key, node in last_of_call.items():
+        path = _clean_path(dict(stacks[node])[key][0])
+        if path:
+            module_outputs[path] = node
+    used = _used_tensors(model, gm)
+    return Capture(
+        graph_module=gm,
+        names=names,
+        sites=sites,
+        calls=calls,
+        module_outputs=module_outputs,
+        called=called,
+        used_tensors=used,
+        method="symbolic",
+    )
+
+
+def _clean_path(path: str) -> str:
+    # nn_module_stack paths of modules reached through containers read `layer1.0`, sometimes
+    # with export's `L['self']`-style prefixes stripped already; `@n` marks repeated calls.
+    return path.split("@")[0]
+
+
+def _used_tensors(model: nn.Module, gm: fx.GraphModule) -> set[int]:
+    named: dict[str, torch.Tensor] = dict(model.named_parameters(remove_duplicate=False))
+    named.update(dict(model.named_buffers(remove_duplicate=False)))
+    used: set[int] = set()
+    for node in gm.graph.nodes:
+        if node.op == "get_attr" and str(node.target) in named:
+            used.add(id(named[str(node.target)]))
+    return used
+
+
+def _unbacked(capture: Capture) -> list[Unbacked]:
+    found: dict[str, Unbacked] = {}
+    for node in capture.nodes():
+        val = node.meta.get("val")
+        for tensor in tree_flatten(val)[0]:
+            if not isinstance(tensor, (torch.Tensor, torch.SymInt)):
+                continue
+            for sym in sorted(free_unbacked_symbols(tensor), key=str):
+                entry = found.setdefault(
+                    str(sym), Unbacked(str(sym), [], capture.sites.get(node) or None)
+                )
+                if capture.names[node] not in entry.nodes:
+                    entry.nodes.append(capture.names[node])
+    return list(found.values())
+
+
+# -- guards ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Site:
+    file: str | None
+    line: int | None
+    module: str | None
+
+
+@contextlib.contextmanager
+def _guard_sites(model: nn.Module) -> Iterator[dict[str, _Site]]:
+    """Record, for each guard the shape env adds while exporting, the innermost line of code
+    outside torch and the innermost module whose forward was running. torch's own `sloc`
+    names the first frame outside a short list of torch files, which for a conv's size check is
+    torch's conv; this walks the live stack instead."""
+    sites: dict[str, _Site] = {}
+    paths = {id(m): p for p, m in model.named_modules()}
+    original: Callable[..., Any] | None = getattr(ShapeEnv, "_log_guard", None)
+    if original is None:  # another torch: guards keep torch's own sloc
+        yield sites
+        return
+
+    def log_guard(self: ShapeEnv, prefix: str, g: Any, *args: Any, **kwargs: Any) -> Any:
+        key = str(g)
+        if key not in sites:
+            sites[key] = _site_of_stack(paths)
+        return original(self, prefix, g, *args, **kwargs)
+
+    ShapeEnv._log_guard = log_guard  # type: ignore[method-assign]
+    try:
+        yield sites
+    finally:
+        ShapeEnv._log_guard = original  # type: ignore[method-assign]
+
+
+def _is_users(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return not path.startswith(_TORCH_DIR) and path != _THIS_FILE and not filename.startswith("<")
+
+
+def _site_of_stack(paths: Mapping[int, str]) -> _Site:
+    frame: Any = sys._getframe(2)
+    file = line = module = None
+    while frame is not None:
+        code = frame.f_code
+        if file is None and _is_users(code.co_filename):
+            file, line = code.co_filename, frame.f_lineno
+        if module is None and code.co_name == "forward":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, nn.Module) and id(owner) in paths:
+                module = paths[id(owner)]
+        if file is not None and module is not None:
+            break
+        frame = frame.f_back
+    return _Site(file, line, module)
+
+
+def _user_frame_of(exc: BaseException) -> str | None:
+    """The innermost line outside torch in `exc`'s traceback or in those it was raised from
+    (export re-raises an error from its own frames)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = [f for f in _traceback_frames(current) if _is_users(f[0])]
+        if frames:
+            return f"{frames[-1][0]}:{frames[-1][1]}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _traceback_frames(exc: BaseException) -> list[tuple[str, int]]:
+    out = []
+    tb = exc.__traceback__
+    while tb is not None:
+        out.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    return out
+
+
+def _guards(
+    shape_env: ShapeEnv, symbols: Mapping[str, sympy.Symbol], sites: Mapping[str, _Site]
+) -> list[Guard]:
+    names = {sym: sympy.Symbol(k, integer=True, positive=True) for k, sym in symbols.items()}
+    out: list[Guard] = []
+    seen: set[str] = set()
+    for shape_guard in shape_env.guards:
+        expr = shape_guard.expr
+        text = str(expr.xreplace(names))
+        if text in seen or expr in (sympy.true, True):
+            continue
+        seen.add(text)
+        site = sites.get(str(expr))
+        if site is None:
+            loc = shape_guard.sloc.framework_loc
+            site = _Site(getattr(loc, "filename", None), getattr(loc, "lineno", None), None)
+        code = linecache.getline(site.file, site.line).strip() if site.file and site.line else None
+        kind = "data" if free_unbacked_symbols(expr) else "unknown"
+        out.append(Guard(expr.xreplace(names), text, site.file, site.line, code, site.module, kind))
+    return out
+
+
+def _holds(expr: sympy.Basic, sizes: Mapping[str, int]) -> bool | None:
+    symbols = sorted(expr.free_symbols, key=str)
+    if any(str(s) not in sizes for s in symbols):
+        return None
+    try:
+        fn = _compiled(expr)
+        return bool(fn(*(sizes[str(s)] for s in symbols)))
+    except Exception:  # a function the compiled form does not know: substitute instead
+        value = sympy.sympify(expr.xreplace({s: sympy.Integer(sizes[str(s)]) for s in symbols}))
+        try:
+            return bool(value)
+        except TypeError:
+            return None
+
+
+_PYTHON_INT_OPS: dict[str, Any] = {
+    "FloorDiv": operator.floordiv,
+    "PythonMod": operator.mod,
+    "Mod": operator.mod,
+    "CleanDiv": operator.floordiv,
+    "CeilDiv": lambda a, b: -(-a // b),
+    "IntTrueDiv": operator.truediv,
+    "FloatTrueDiv": operator.truediv,
+    "Min": min,
+    "Max": max,
+    "floor": math.floor,
+    "ceiling": math.ceil,
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(expr: sympy.Basic) -> Callable[..., Any]:
+    """The guard as a Python function of its symbols (sorted by name): sympy substitution is
+    ~1000x slower, and probing evaluates each guard at many sizes."""
+    symbols = sorted(expr.free_symbols, key=str)
+    return sympy.lambdify(symbols, expr, modules=[_PYTHON_INT_OPS, "math"])  # type: ignore[no-any-return]
+
+
+def _classify(
+    result: SymbolicCapture,
+    model: nn.Module,
+    inputs: Sequence[Any],
+    spatial: Sequence[int],
+    limit: int,
+) -> None:
+    """Decide each guard's kind by an eager meta run at a size violating it alone."""
+    for guard in result.guards:
+        if guard.kind == "data":
+            continue
+        others = [g for g in result.guards if g is not guard and g.kind != "data"]
+        probe = _violating(guard, others, result.sample, limit)
+        if probe is None:
+            guard.kind = "implied"
+            continue
+        guard.probe = probe
+        error = _meta_run(model, _resized(inputs, spatial, probe))
+        if error is None:
+            guard.kind = "path"
+        elif _is_meta_limitation(error):
+            guard.kind = "unknown"
+            guard.message = f"{type(error).__name__}: {_first_line(error)}"
+        else:
+            guard.kind = "rejects"
+            guard.message = f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _violating(
+    guard: Guard, others: list[Guard], sample: Mapping[str, int], limit: int
+) -> dict[str, int] | None:
+    """Sizes breaking `guard` and keeping every other guard: one symbol moved at a time, away
+    from the sample outwards, then pairs moved together."""
+    names = sorted(str(s) for s in guard.expr.free_symbols if str(s) in sample)
+    candidates: list[dict[str, int]] = []
+    for name in names:
+        start = sample[name]
+        for step in range(1, limit):
+            for value in (start - step, start + step):
+                if 1 <= value <= limit:
+                    candidates.append({**sample, name: value})
+    if len(names) == 2:
+        a, b = names
+        for step in range(1, limit):
+            for value in (sample[a] - step, sample[a] + step):
+                if 1 <= value <= limit and 1 <= sample[b] - sample[a] + value <= limit:
+                    candidates.append({**sample, a: value, b: sample[b] - sample[a] + value})
+    for sizes in candidates:
+        if guard.holds(sizes) is False and all(g.holds(sizes) is not False for g in others):
+            return sizes
+    return None
+
+
+def _resized(inputs: Sequence[Any], spatial: Sequence[int], sizes: Mapping[str, int]) -> tuple:
+    count = 0
+
+    def resize(value: Any) -> Any:
+        nonlocal count
+        if not isinstance(value, torch.Tensor):
+            return value
+        dims = sorted({d % value.dim() for d in spatial if -value.dim() <= d < value.dim()})
+        names = _SPATIAL_NAMES.get(len(dims), tuple(f"S{i}" for i in range(len(dims))))
+        suffix = f"_{count}" if count else ""
+        count += 1
+        shape = list(value.shape)
+        for d, name in zip(dims, names, strict=True):
+            shape[d] = sizes.get(name + suffix, shape[d])
+        return torch.empty(shape, dtype=value.dtype, device="meta")
+
+    return tuple(tree_map(resize, list(inputs)))
+
+
+def _meta_run(model: nn.Module, inputs: tuple[Any, ...]) -> BaseException | None:
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _is_meta_limitation(exc: BaseException) -> bool:
+    """An eager meta run that stopped for want of values (data-dependent ops, `.item()`,
+    device mismatches with constants), not because the model rejected the size."""
+    return isinstance(exc, NotImplementedError) or "meta" in _first_line(exc).lower()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _shape_at(val: Any, subs: Mapping[Any, Any]) -> Any:
+    if isinstance(val, torch.Tensor):
+        return tuple(_dim_at(d, subs) for d in val.shape)
+    if isinstance(val, (list, tuple)):
+        return [_shape_at(v, subs) for v in val]
+    if isinstance(val, torch.SymInt):
+        return _dim_at(val, subs)
+    return None
+
+
+def _dim_at(d: Any, subs: Mapping[Any, Any]) -> Any:
+    if isinstance(d, torch.SymInt):
+        expr = sympy.sympify(sympy.sympify(d.node.expr).xreplace(dict(subs)))
+        return int(expr) if expr.is_number else expr
+    return int(d)
+
+
+__all__ = ["Guard", "SymbolicCapture", "SymbolicCaptureError", "Unbacked", "capture_symbolic"]
