@@ -269,3 +269,31 @@ def test_opaque_torchvision_function_says_it_is_not_a_known_op() -> None:
     )
     unknown = [n for n in report.nodes if n.rf is not None and "unknown" in n.rf]
     assert unknown and all(n.missing and "rf" in n.missing for n in unknown)
+
+
+class Einsums(nn.Module):
+    """A 1x1 convolution written as an einsum keeps the field; a sum over positions is global."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(1, 2, 3, stride=2)
+        self.mix = nn.Parameter(torch.empty(3, 2))
+        self.last = nn.Conv2d(3, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.last(torch.einsum("bchw,oc->bohw", self.first(x), self.mix))
+        return x, torch.einsum("bchw,bdhw->bcd", x, x)
+
+
+def test_einsum_over_channels_keeps_the_field_as_measured_and_over_positions_is_global() -> None:
+    report = shapetrace.analyze(Einsums(), "1x1x40x40")
+    assert report.node("einsum_1").rf == {"global": True}
+    rf = report.node("last").rf
+    assert rf is not None
+    net = linear_net(Einsums())
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return net(x)[0]
+
+    assert fields(rf) == [measure_axis(forward, [1, 1, 40, 40], a) for a in (0, 1)]
+    assert fields(rf) == [(7, 2, 0)] * 2

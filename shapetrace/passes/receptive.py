@@ -688,7 +688,7 @@ class _Walk:
         if not isinstance(src, Spatial):
             return src
         if call.name == "repeat":
-            sizes = [int(s) for s in self.arg(call, "sizes")]
+            sizes = [int(s) for s in self.arg(call, "sizes", call.get("repeats"))]
             layout = (None,) * (len(sizes) - len(src.layout)) + src.layout
             if any(e is not None and r != 1 for e, r in zip(layout, sizes, strict=True)):
                 raise _Lost("a spatial axis tiled: units of different tiles see the same pixels")
@@ -756,10 +756,14 @@ class _Walk:
     def matmul(self, node: fx.Node, call: Call) -> State:
         if call.name == "einsum":
             return self.einsum(call)
-        left, right = call.input, call.get("other")
+        left, right, bias = call.input, call.get("other"), call.get("bias")
+        if "mat2" in call.args:  # aten's names: mm(self, mat2), addmm(self, mat1, mat2)
+            right = call.get("mat2")
+            if "mat1" in call.args:
+                left, bias = call.get("mat1"), call.input
         states = [self.state(left), self.state(right)]
-        if call.name == "addmm" and self.state(call.get("bias")) is not None:
-            states.append(self.state(call.get("bias")))
+        if self.state(bias) is not None:
+            states.append(self.state(bias))
             if not any(isinstance(s, Global | Unknown) for s in states):
                 raise _Lost("a product added to a tensor that depends on the image")
         if any(isinstance(s, Global) for s in states):
@@ -813,7 +817,7 @@ class _Walk:
 
     def embedding(self, node: fx.Node, call: Call) -> State:
         """A lookup per index: the indices' field, with the embedding as a new last dim."""
-        src = self.state(self.source(call))
+        src = self.state(call.get("indices", call.input))  # aten: embedding(weight, indices)
         if not isinstance(src, Spatial):
             return src
         return Spatial(src.axes, (*src.layout, None))
