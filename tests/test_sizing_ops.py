@@ -240,3 +240,62 @@ def test_a_node_without_a_size_rule_says_why_it_has_no_formula() -> None:
     assert relu.shape_formula is None and relu.missing is not None
     assert relu.missing["shape_formula"] == "follows tril, which has no size rule"
     assert report.node("conv").shape_formula == ["N", "1", "H - 2", "W - 2"]
+
+
+class SkipUp(nn.Module):
+    """A strided conv, then a transposed conv told the skip's size: every size works, where
+    without output_size only odd sizes would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x), output_size=x.shape) + x
+
+
+def test_transposed_conv_with_output_size_gives_the_size_asked_for() -> None:
+    report = exact(SkipUp(), "1x1x9x12", 40, (1, 1, None, None))
+    assert report.domain is not None
+    assert report.domain["H"] == [[1, None]] and report.domain["W"] == [[1, None]]
+    assert report.node("up").shape_formula == ["N", "1", "H", "W"]
+
+
+def test_transposed_conv_rejects_an_output_size_out_of_its_reach() -> None:
+    # kernel 2, stride 2 gives 2*ceil(H/2) or one more: odd H is out of reach.
+    model = SkipUp()
+    model.up = nn.ConvTranspose2d(2, 1, 2, stride=2)
+    report = shapetrace.analyze(model.eval(), "1x1x8x12")
+    assert report.domain is not None
+    assert report.domain["H"] == [[2, None, 2]] and report.domain["W"] == [[2, None, 2]]
+    assert_domain_matches(model.to("meta"), report, range(1, 41), (1, 1, None, None))
+
+
+class LineReader(nn.Module):
+    """A CRNN head: the conv leaves one row, squeeze(2) drops it, a Linear reads each column.
+    A taller input leaves two rows, squeeze keeps them, and the permute breaks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, (8, 3), padding=(0, 1))
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).squeeze(2).permute(0, 2, 1))
+
+
+@pytest.mark.parametrize("height", [8, 9])
+def test_squeeze_of_a_spatial_dim_holds_exactly_where_the_dim_is_one(height: int) -> None:
+    model = LineReader().eval()
+    report = shapetrace.analyze(model, f"1x1x{height}x10")
+    assert report.domain is not None
+    if height == 9:
+        # Analysed where it breaks: the graph after the kept row is not followed, and the
+        # domain says it is not exact rather than accepting every taller input.
+        assert report.failure is not None and report.failure.node == "permute"
+        assert any(b["kind"] == "inexact" for b in report.domain["bounds"])
+        return
+    assert report.domain["H"] == [[8, 8]] and report.domain["W"] == [[1, None]]
+    assert_domain_matches(model.to("meta"), report, range(1, 41), (1, None, 5))
+    assert report.node("fc").shape_formula == ["N", "W", "5"]

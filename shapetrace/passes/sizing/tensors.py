@@ -61,7 +61,7 @@ KIND_TEXT = {
     "assert": "torch._assert on a size",
     "index": "positions must fit an embedding table",
     "stats": "normalisation needs more than one value",
-    "squeeze": "squeeze must not drop a varying dim",
+    "squeeze": "squeeze must drop the dims it dropped at the analysed size",
 }
 
 

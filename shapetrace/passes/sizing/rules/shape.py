@@ -149,6 +149,8 @@ def _regroup_axes(p: Propagator, x: STensor, out: Sequence[Poly]) -> list[str | 
 
 
 def _squeeze(p: Propagator, x: STensor, dim: Any) -> STensor:
+    """A squeezed dim goes only where it is 1, so the traced graph, built on the dims the
+    analysed size squeezed, needs each varying one to be 1 exactly where it was 1 then."""
     if dim is None:
         dims = set(range(x.ndim))
     elif isinstance(dim, (list, tuple)):
@@ -159,16 +161,17 @@ def _squeeze(p: Propagator, x: STensor, dim: Any) -> STensor:
     name = p.name
     for d in range(x.ndim):
         size = x.shape[d]
-        if d in dims and size.vars - {BATCH}:
-            p.require(
-                "squeeze",
-                size,
-                ">=",
-                2,
-                say(f"{name}: squeeze drops a dim of size ", size),
-                need=2,
-            )
-        if d not in dims or size.vars or size.const != 1:
+        if d not in dims:
+            keep.append(d)
+        elif size.vars - {BATCH}:
+            if p.ev0.poly(size) == 1:
+                message = say(f"{name}: squeeze removes dim {d} only while it is 1, gets ", size)
+                p.require("squeeze", size, "==", 1, message)
+                continue
+            message = say(f"{name}: squeeze drops a dim of size ", size)
+            p.require("squeeze", size, ">=", 2, message, need=2)
+            keep.append(d)
+        elif size.vars or size.const != 1:
             keep.append(d)
     return STensor(tuple(x.shape[d] for d in keep), tuple(x.axes[d] for d in keep), x.vmax, x.param)
 
@@ -181,6 +184,8 @@ def _permute_family(p: Propagator, call: Call) -> STensor:
     order = list(range(x.ndim))
     if call.name == "permute":
         order = [dim_index(int(d), x.ndim) for d in sizes_arg(list(call.get("dims")))]
+        if sorted(order) != list(range(x.ndim)):
+            raise Unsupported(f"permute of {len(order)} dims on a {x.ndim}-d tensor")
     elif call.name == "movedim":
         source, dest = call.get("source"), call.get("destination")
         sources = [dim_index(int(d), x.ndim) for d in _listed(source)]

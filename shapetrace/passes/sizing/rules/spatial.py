@@ -10,6 +10,7 @@ from shapetrace import ops
 from shapetrace.ops import Call, Family
 from shapetrace.passes.sizing.expr import Evaluator, Poly, ceil_pool, scaled
 from shapetrace.passes.sizing.tensors import (
+    BATCH,
     Rule,
     STensor,
     Unsupported,
@@ -65,7 +66,17 @@ def _conv(p: Propagator, call: Call, x: STensor, w: ops.Window) -> STensor:
         k, s, dil = w.kernel[i], w.stride[i], w.dilation[i]
         before, after = w.pads[i]
         if w.transposed:
-            shape[d] = (size - 1) * s - before - after + dil * (k - 1) + w.output_padding[i] + 1
+            least = (size - 1) * s - before - after + dil * (k - 1) + 1
+            if w.output_size is None:
+                shape[d] = least + w.output_padding[i]
+                continue
+            # output_size picks one of the `s` sizes the transposed conv can give.
+            shape[d] = out = Poly.of(w.output_size[i])
+            kind = "merge" if out.vars - {BATCH} and least.vars - {BATCH} else "fixed"
+            top = least + (s - 1)
+            message = say(f"{p.name}: {desc} can give ", least, " to ", top, ", not ", out)
+            p.require(kind, out, ">=", least, message)
+            p.require(kind, out, "<=", top, message)
             continue
         if w.padding_mode != "zeros":
             _pad_mode_limit(p, size, before, after, w.padding_mode, axis)
