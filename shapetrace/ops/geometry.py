@@ -199,7 +199,7 @@ def resample(call: Call) -> Resample:
     return Resample(
         kind="interpolate",
         mode=str(call.get("mode", "nearest")),
-        size=call.get("size"),
+        size=call.get("size", call.get("output_size")),
         scale_factor=call.get("scale_factor"),
         align_corners=call.get("align_corners"),
         recompute_scale_factor=call.get("recompute_scale_factor"),

@@ -1289,6 +1289,19 @@ def _pointwise(name: str) -> bool:
     return any(torch.Tag.pointwise in getattr(packet, o).tags for o in packet.overloads())
 
 
+# What an aten overload's name says and its arguments do not (upsampling modes).
+_ATEN_IMPLIED: dict[str, Mapping[str, Any]] = {
+    "upsample_nearest1d": {"mode": "nearest"},
+    "upsample_nearest2d": {"mode": "nearest"},
+    "upsample_nearest3d": {"mode": "nearest"},
+    "_upsample_nearest_exact2d": {"mode": "nearest-exact"},
+    "upsample_linear1d": {"mode": "linear"},
+    "upsample_bilinear2d": {"mode": "bilinear"},
+    "_upsample_bilinear2d_aa": {"mode": "bilinear", "antialias": True},
+    "upsample_bicubic2d": {"mode": "bicubic"},
+    "upsample_trilinear3d": {"mode": "trilinear"},
+}
+
 _POINTWISE = Op("pointwise", Family.ELEMENTWISE, params=("input", "other"))
 
 
@@ -1317,7 +1330,7 @@ def _spelling(
     if aten is not None:
         entry = _INDEX.aten.get(aten)
         if entry is not None:
-            return entry, {}
+            return entry, _ATEN_IMPLIED.get(aten, {})
         return (_POINTWISE, {}) if _pointwise(aten) else None
     try:
         hit = _INDEX.functions.get(target)
