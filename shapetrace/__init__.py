@@ -13,11 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shapetrace.report import Report
-
-__version__ = "0.1.0"
+from shapetrace.version import __version__
+from shapetrace.views.notebook import install as _install_notebook_display
 
 if TYPE_CHECKING:
     from shapetrace.analysis import analyze
+
+# Reports show themselves in Jupyter as their diagram; the views draw it, not the Report.
+_install_notebook_display()
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SCHEMA = 1
 
@@ -156,26 +156,15 @@ class Report:
 
         Keywords as `shapetrace.views.dot.diagram`: `rankdir`, `theme`.
         """
-        from shapetrace.views.dot import diagram
-
-        return diagram(self, depth=depth, **kw)
+        return _notebook().diagram(self, depth, **kw)
 
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a report as its diagram; None when Graphviz's `dot` is missing."""
-        from shapetrace.errors import UsageError
-        from shapetrace.views.dot import diagram, render
-
-        try:
-            return render(diagram(self), "svg").decode("utf-8")
-        except UsageError:
-            return None
+        return _notebook().svg(self)
 
     def _repr_markdown_(self) -> str | None:
         """The Markdown table, only when `dot` is missing (Jupyter prefers Markdown to SVG)."""
-        from shapetrace.views.dot import dot_available
-        from shapetrace.views.markdown import render
-
-        return None if dot_available() else render(self)
+        return _notebook().markdown(self)
 
     # -- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -245,6 +234,33 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         """Read a report saved as JSON."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+class NotebookDisplay(Protocol):
+    """How a Report draws itself (`Report.diagram`, Jupyter's `_repr_svg_`). The views provide
+    it (`shapetrace.views.notebook`, installed by `import shapetrace`), so that this module
+    never imports a view."""
+
+    def diagram(self, report: Report, depth: int | None, **kw: Any) -> Any: ...
+
+    def svg(self, report: Report) -> str | None: ...
+
+    def markdown(self, report: Report) -> str | None: ...
+
+
+_display: NotebookDisplay | None = None
+
+
+def set_notebook_display(display: NotebookDisplay) -> None:
+    """Make `display` draw every Report (the views call this)."""
+    global _display
+    _display = display
+
+
+def _notebook() -> NotebookDisplay:
+    if _display is None:
+        raise RuntimeError("no notebook display installed: import shapetrace.views.notebook")
+    return _display
 
 
 def format_shape(shape: Any) -> str:

@@ -12,9 +12,9 @@ from functools import cache
 import pytest
 
 import shapetrace
-from shapetrace.diff import DiffResult, diff_reports
-from shapetrace.diff_cli import run_diff
+from shapetrace.cli.diff import run as run_diff
 from shapetrace.report import Report
+from shapetrace.tasks.diff import DiffResult, diff_reports
 from shapetrace.views.diff import render_markdown, render_text
 
 
@@ -155,7 +155,7 @@ def test_views_show_the_differences_a_reader_looks_for() -> None:
 
 def test_diff_views_do_not_import_torch() -> None:
     code = (
-        "import sys, shapetrace.views.diff, shapetrace.diff, shapetrace.diff_cli; "
+        "import sys, shapetrace.views.diff, shapetrace.tasks.diff, shapetrace.cli.diff; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -31,9 +31,9 @@ from test_sizing import (
 from torch import nn
 
 import shapetrace
+from shapetrace.domain import in_domain
 from shapetrace.formula import NAMES, evaluate, holds
 from shapetrace.report import Report
-from shapetrace.sweep import in_domain
 
 
 @pytest.fixture(autouse=True)

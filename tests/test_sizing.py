@@ -22,7 +22,8 @@ from torch import nn
 import shapetrace
 from shapetrace.passes.sizing import Evaluator, IntSet, Poly, Sym
 from shapetrace.report import Report
-from shapetrace.sizecheck import check_sizes, exit_code
+from shapetrace.tasks.check import check_sizes, exit_code
+from shapetrace.views.check import line
 from shapetrace.zoo import ZOO
 
 # -- the brute force ------------------------------------------------------------------------
@@ -428,7 +429,7 @@ def test_training_mode_batch_norm_needs_more_than_one_value_per_channel() -> Non
 
 def test_check_names_the_breaking_node_per_size() -> None:
     results = check_sizes("codereview_resnet50", ["224", "448"])
-    assert [r.line() for r in results] == [
+    assert [line(r) for r in results] == [
         "224x224: accepted, output (1, 2)",
         "448x448: rejected at fc_layer: Linear(2048 -> 2) received 131072 features",
     ]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from shapetrace.cli.sweep import run as run_sweep
+from shapetrace.domain import in_domain
 from shapetrace.errors import UsageError
-from shapetrace.sweep import in_domain, parse_sizes, run_sweep, spatial_sizes
+from shapetrace.tasks.sweep import parse_sizes, spatial_sizes
 
 SIZES = ("--sizes", "160:256:16")
 TINY = str(Path(__file__).parent / "data" / "user_models.py") + ":TinyNet"

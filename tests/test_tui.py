@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.text import Text
 from textual.widgets import DataTable, Input, Static, Tree
 
+from shapetrace.domain import domain_text
 from shapetrace.report import Module, Node, Report, format_shape
 from shapetrace.views.markdown import render as render_markdown
-from shapetrace.views.summary import domain_text
 from shapetrace.views.tree import build_rows
 from shapetrace.views.tui import ShapetraceApp
 from shapetrace.views.tui.export import default_name, diagrams_available

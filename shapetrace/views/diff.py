@@ -13,8 +13,8 @@ from typing import IO, Any
 from rich.table import Table
 from rich.text import Text
 
-from shapetrace.diff import DiffResult, ModuleOnly, NodeDiff
 from shapetrace.report import format_shape
+from shapetrace.tasks.diff import DiffResult, ModuleOnly, NodeDiff
 from shapetrace.views.table import make_console, print_table
 
 _TOTAL_LABELS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shapetrace.domain import domain_text
 from shapetrace.report import Report, format_shape
 
 
@@ -32,26 +33,6 @@ def totals_lines(report: Report) -> list[str]:
         names = ", ".join(m["path"] for m in report.train_only_modules)
         lines.append(f"Called only in training: {names} ({total:,} params)")
     return lines
-
-
-def domain_text(report: Report) -> str | None:
-    """`H in [1, ∞), W in [1, ∞)` from the accepted domain, if computed."""
-    if not report.domain:
-        return None
-    parts = []
-    for axis, spans in report.domain.items():
-        if axis == "bounds" or not isinstance(spans, list):
-            continue
-        texts = []
-        for span in spans:
-            lo, hi = span[0], span[1]
-            step = span[2] if len(span) > 2 else 1
-            text = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, ∞)"
-            if step and step != 1:
-                text += f" step {step}"
-            texts.append(text)
-        parts.append(f"{axis} in {' ∪ '.join(texts) if texts else 'no size'}")
-    return ", ".join(parts) if parts else None
 
 
 def diagnosis_lines(report: Report) -> list[str]:

@@ -6,8 +6,9 @@ from typing import Any
 
 from rich.text import Text
 
+from shapetrace.domain import domain_text
 from shapetrace.report import Node, Report, format_shape
-from shapetrace.views.summary import diagnosis_lines, domain_text, heading, totals_lines
+from shapetrace.views.summary import diagnosis_lines, heading, totals_lines
 from shapetrace.views.tree import FAILED, NOT_REACHED, format_params, shape_text
 from shapetrace.views.tui.outline import (
     DEPENDENCE_STYLE,

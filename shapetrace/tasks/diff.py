@@ -7,7 +7,8 @@ pairs, leftover nodes of equal shape and parameter count pair up as a change of 
 pool where the other has an adaptive one). Nothing here knows any architecture by name: the
 notable differences are counted from the graphs (op types present in one only, where the
 spatial size is reduced inside repeated blocks, what the shortcut of each residual merge holds,
-modules called from several sites, how shapes scale). Pure data: no torch import.
+modules called from several sites, how shapes scale). Pure data: torch is imported only by
+`diff_models`, which analyses the two models first.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from difflib import SequenceMatcher
 from fractions import Fraction
 from typing import Any
 
+from shapetrace.domain import domain_text
 from shapetrace.report import Node, Report, format_shape
-from shapetrace.views.summary import domain_text
 
 # Above this many DP cells the alignment falls back to difflib on (type, shape) tokens.
 _DP_LIMIT = 16_000_000
@@ -130,6 +131,24 @@ def diff_reports(a: Report, b: Report) -> DiffResult:
     )
     result.notable = _notable(a, b, seq_a, seq_b, rows, only_a, only_b)
     return result
+
+
+def diff_models(
+    model_a: Any,
+    model_b: Any,
+    input_a: Any = None,
+    input_b: Any = None,
+    *,
+    model_args_a: dict[str, Any] | None = None,
+    model_args_b: dict[str, Any] | None = None,
+) -> DiffResult:
+    """Analyse A and B (each anything `shapetrace.analyze` takes, at its own input and
+    constructor arguments) and diff the two reports. Imports torch."""
+    from shapetrace.analysis import analyze
+
+    report_a = analyze(model_a, input_a, model_args=model_args_a)
+    report_b = analyze(model_b, input_b, model_args=model_args_b)
+    return diff_reports(report_a, report_b)
 
 
 def _side(report: Report) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""`shapetrace sweep MODEL --sizes ...`: the sweep as a table, Markdown or JSON; exit 0 when
+every size is accepted, 1 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from shapetrace.cli import options
+from shapetrace.cli.output import write_text
+from shapetrace.errors import EXIT_OK, EXIT_REJECTED
+from shapetrace.inputs import parse_model_args
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = options.parser(
+        "shapetrace sweep",
+        "The output shape at each input size, or the node that breaks, beside the "
+        "exact domain of accepted sizes; exit 1 if any size is rejected.",
+    )
+    parser.add_argument(
+        "model", metavar="MODEL", help="a torchvision name, codereview_resnet50, path.py:Name"
+    )
+    parser.add_argument(
+        "--sizes",
+        required=True,
+        metavar="SIZES",
+        help="START:STOP[:STEP] (stop included), or a list like 224,256,448 or 224x320",
+    )
+    options.add_input(parser, help="base input whose spatial dims each size replaces")
+    options.add_model_args(parser, help="keyword arguments for the model")
+    options.add_train(parser)
+    options.add_text_output(parser)
+    options.add_debug(parser)
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from shapetrace.tasks.sweep import parse_sizes, sweep
+    from shapetrace.views.sweep import render
+
+    fmt = options.output_format(args.format, args.output, options.TEXT_SUFFIXES)
+    sizes = parse_sizes(args.sizes)
+    with _progress(len(sizes)) as advance:
+        result = sweep(
+            args.model,
+            sizes,
+            args.input,
+            parse_model_args(args.model_args),
+            train=args.train,
+            advance=advance,
+        )
+    write_text(render(result, fmt), args.output)
+    return EXIT_OK if result.all_accepted else EXIT_REJECTED
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[], None] | None]:
+    """A progress bar on stderr while the sizes run, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("sweeping sizes", total=total)
+        yield lambda: bar.advance(task)

@@ -1,0 +1,60 @@
+"""The accepted domain a Report carries: whether it holds given sizes, and its text.
+
+A domain is plain data (see docs/input-size.md): per axis a list of segments `[lo, hi]` or
+`[lo, hi, step]` (`hi` None when unbounded), and `bounds`, the nodes that limit it. This
+module does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shapetrace.report import Report
+
+
+def in_domain(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:
+    """Does the domain accept these sizes? Axes a coupled bound ties together are judged by
+    its combinations; None when such a bound lists none."""
+    coupled = [b for b in domain.get("bounds", []) if b.get("kind") == "coupled"]
+    tied: set[str] = set()
+    for bound in coupled:
+        axes = bound["axis"].split(",")
+        if not all(a in sizes for a in axes):
+            continue
+        tied.update(axes)
+        combos = bound.get("combinations")
+        if combos is None:
+            return None
+        if not any(all(_member(c[a], sizes[a]) for a in axes) for c in combos):
+            return None if bound.get("omitted") else False
+    # Each combination lies inside the axes' own sets; the other axes are checked alone.
+    return all(_member(domain[a], n) for a, n in sizes.items() if a not in tied)
+
+
+def _member(segments: list[list[int | None]], n: int) -> bool:
+    for seg in segments:
+        lo, hi = seg[0], seg[1]
+        step = seg[2] if len(seg) > 2 and seg[2] else 1
+        if lo is not None and n >= lo and (hi is None or n <= hi) and (n - lo) % step == 0:
+            return True
+    return False
+
+
+def domain_text(report: Report) -> str | None:
+    """`H in [1, ∞), W in [1, ∞)` from the accepted domain, if computed."""
+    if not report.domain:
+        return None
+    parts = []
+    for axis, spans in report.domain.items():
+        if axis == "bounds" or not isinstance(spans, list):
+            continue
+        texts = []
+        for span in spans:
+            lo, hi = span[0], span[1]
+            step = span[2] if len(span) > 2 else 1
+            text = f"[{lo}, {hi}]" if hi is not None else f"[{lo}, ∞)"
+            if step and step != 1:
+                text += f" step {step}"
+            texts.append(text)
+        parts.append(f"{axis} in {' ∪ '.join(texts) if texts else 'no size'}")
+    return ", ".join(parts) if parts else None
