@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import networkx
 
 SCHEMA = 1
 
@@ -150,7 +153,20 @@ class Report:
         """True when the model runs at the analysed input."""
         return self.failure is None
 
-    # -- diagrams and notebooks ------------------------------------------------------------
+    # -- graphs, diagrams and notebooks ---------------------------------------------------
+    def to_networkx(self) -> networkx.DiGraph:
+        """The graph as a `networkx.DiGraph` for queries of your own: one graph node per node
+        name, with the node's fields as attributes (`type`, `shape`, `params`, `macs`, ...),
+        and an edge from each of its `inputs`. Imports networkx on first use."""
+        import networkx
+
+        graph = networkx.DiGraph(model=self.model, input=self.input)
+        for node in self.nodes:
+            graph.add_node(node.name, **asdict(node))
+        for node in self.nodes:
+            graph.add_edges_from((name, node.name) for name in node.inputs if name in graph)
+        return graph
+
     def diagram(self, depth: int | None = None, **kw: Any) -> Any:
         """The architecture diagram as a `graphviz.Digraph`, for further styling or rendering.
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import networkx
 import pytest
 
 import shapetrace
@@ -49,3 +50,17 @@ def test_other_schema_numbers_are_refused() -> None:
     data["schema"] = 2
     with pytest.raises(ValueError, match="schema"):
         Report.from_dict(data)
+
+
+def test_to_networkx_gives_the_graph_for_queries_of_ones_own() -> None:
+    report = shapetrace.analyze("resnet50", "224")
+    graph = report.to_networkx()
+    assert isinstance(graph, networkx.DiGraph)
+    assert graph.number_of_nodes() == len(report.nodes)
+    assert graph.number_of_edges() == len({(i, n.name) for n in report.nodes for i in n.inputs})
+    assert networkx.has_path(graph, "x", "fc")
+    assert "layer1.0.conv1" in networkx.ancestors(graph, "layer1.0.add")
+    assert {"layer1.0.downsample.0", "maxpool"} <= networkx.ancestors(graph, "layer1.0.add")
+    assert graph.nodes["layer4.2.relu_2"]["shape"] == [1, 2048, 7, 7]
+    assert graph.nodes["fc"]["type"] == "Linear" and graph.nodes["fc"]["params"] == 2_049_000
+    assert graph.graph["model"] == "resnet50"
