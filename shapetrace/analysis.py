@@ -14,13 +14,13 @@ from torch import fx, nn
 from shapetrace import __version__
 from shapetrace.capture import Capture, TraceFailure, called_modules, trace
 from shapetrace.capture_hooks import HookCapture, hook_run
-from shapetrace.errors import CannotAnalyse, UsageError, first_line
+from shapetrace.errors import CannotAnalyse, UsageError, first_line, user_code
 from shapetrace.inputs import FirstLayer, TensorSpec, complete, parse
 from shapetrace.passes import PassContext, cost, receptive, sizing
 from shapetrace.passes import params as params_pass
 from shapetrace.passes.shapes import ShapeResult, op_label, propagate, summarize
 from shapetrace.report import Failure, Module, Node, Report
-from shapetrace.sources import ModelSource, resolve
+from shapetrace.sources import ModelSource, check_analysable, resolve, resolve_from_report
 
 InputLike = str | Sequence[int] | Sequence[str | Sequence[int] | TensorSpec] | TensorSpec | None
 
@@ -31,6 +31,7 @@ def analyze(
     *,
     model_args: dict[str, Any] | None = None,
     train: bool = False,
+    from_report: bool = False,
 ) -> Report:
     """Analyse a model at one input without running it.
 
@@ -39,11 +40,15 @@ def analyze(
     `nn.Module`. `input_shape` is an `--input` spec (`"1x3x448x448"`, `"448"`), a tuple of ints,
     or a list of those for several inputs; None means the model's usual input.
     A model that breaks at this input still yields a Report, with `report.failure` set.
+
+    `from_report=True` when the name and `model_args` come from a saved report (data from
+    anywhere): only torchvision's and shapetrace's own models are rebuilt, no user code runs
+    (`sources.resolve_from_report`).
     """
     with warnings.catch_warnings():
         # Builders warn about weight initialisation and deprecations that do not concern shapes.
         warnings.simplefilter("ignore")
-        source, model = _model(model_or_name, model_args)
+        source, model = _model(model_or_name, model_args, from_report=from_report)
         model.train(train)
         try:
             capture = trace(model)
@@ -58,12 +63,23 @@ def analyze(
 
 
 def _model(
-    model_or_name: str | nn.Module, model_args: dict[str, Any] | None
+    model_or_name: str | nn.Module,
+    model_args: dict[str, Any] | None,
+    *,
+    from_report: bool = False,
 ) -> tuple[ModelSource, nn.Module]:
+    if from_report:
+        source = resolve_from_report(model_or_name, model_args)
+        return source, source.build()
     if isinstance(model_or_name, nn.Module):
-        model = _meta_copy(model_or_name)
         name = type(model_or_name).__name__
+        check_analysable(name, model_or_name)
+        model = _meta_copy(model_or_name)
         return ModelSource(name, lambda: model, family="object"), model
+    if not isinstance(model_or_name, str):
+        raise UsageError(
+            f"analyze() takes a model name or an nn.Module, not {type(model_or_name).__name__}"
+        )
     source = resolve(model_or_name, model_args)
     return source, source.build()
 
@@ -116,10 +132,43 @@ def first_layer(modules: Iterable[nn.Module]) -> FirstLayer:
 
 
 def _first_layer_in_graph(capture: Capture) -> FirstLayer:
+    """The first layer that runs, as a module call or a functional convolution on a weight the
+    model holds (`F.conv2d(x, self.weight)`, an ECA-style stem)."""
     gm = capture.graph_module
-    return first_layer(
-        gm.get_submodule(str(n.target)) for n in capture.nodes() if n.op == "call_module"
-    )
+    for node in capture.nodes():
+        if node.op == "call_module":
+            found = first_layer([gm.get_submodule(str(node.target))])
+        elif node.op == "call_function" and node.target in _FUNCTIONAL_CONVS:
+            found = _functional_conv(gm, node)
+        else:
+            continue
+        if found.kind != "unknown":
+            return found
+    return FirstLayer("unknown")
+
+
+_FUNCTIONAL_CONVS: dict[Any, int] = {
+    torch.nn.functional.conv1d: 1,
+    torch.nn.functional.conv2d: 2,
+    torch.nn.functional.conv3d: 3,
+    torch.conv1d: 1,
+    torch.conv2d: 2,
+    torch.conv3d: 3,
+}
+
+
+def _functional_conv(gm: fx.GraphModule, node: fx.Node) -> FirstLayer:
+    """`F.convNd(x, weight, ..., groups)`: in_channels = weight.shape[1] * groups."""
+    weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
+    if not isinstance(weight, fx.Node) or weight.op != "get_attr" or not isinstance(groups, int):
+        return FirstLayer("unknown")
+    owner, _, attr = str(weight.target).rpartition(".")
+    tensor = getattr(gm.get_submodule(owner) if owner else gm, attr, None)
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() < 3:
+        return FirstLayer("unknown")
+    rank = _FUNCTIONAL_CONVS[node.target]
+    return FirstLayer("conv", int(tensor.shape[1]) * groups, rank)
 
 
 def _input_specs(
@@ -213,6 +262,20 @@ def run_passes(
 ) -> Report:
     """Run every pass over a captured model and assemble the Report."""
     values = _meta_inputs(capture, specs)
+    # The meta run and the passes call the model's forward and modules: sys.exit() there is
+    # the model's, reported in one line (exit 3), never a silent exit 0.
+    with user_code("the model", "in forward (running it on meta tensors)"):
+        return _run_passes(model, capture, specs, values, source, train)
+
+
+def _run_passes(
+    model: nn.Module,
+    capture: Capture,
+    specs: list[TensorSpec],
+    values: list[Any],
+    source: ModelSource,
+    train: bool,
+) -> Report:
     shapes = propagate(capture.graph_module, values, capture.names, capture.sites)
     nodes = _nodes(capture, shapes)
     modules = _modules(model, capture, shapes)

@@ -20,7 +20,7 @@ import torch
 import torchvision.ops
 from torch import fx, nn
 
-from shapetrace.errors import caused_by
+from shapetrace.errors import CannotAnalyse, caused_by, describe_exit
 
 _FX_SUFFIX = re.compile(r"^(.+)_[0-9]+$")
 
@@ -158,7 +158,7 @@ class _NamingTracer(fx.Tracer):
                 out = forward(*args, **kwargs)
             self.module_outputs[site] = out
             return out
-        except Exception:
+        except BaseException:
             if self.failed_at is None:  # the innermost module, where the trace broke
                 self.failed_at = (site, type(m).__name__)
             raise
@@ -238,6 +238,14 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
         site, module_type = tracer.where
         control_flow = tracer.control_flow is not None and caused_by(exc, tracer.control_flow)
         raise TraceFailure(exc, site, module_type, control_flow) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        # sys.exit() in the model's forward: not a trace failure to fall back from (the eager
+        # run would call it again), and never a silent exit 0.
+        site, module_type = tracer.where
+        where = f"{site} ({module_type})" if site else module_type
+        raise CannotAnalyse(f"the model {describe_exit(exc)} in forward, in {where}") from exc
     _constants_to_meta(graph_module)
     # GraphModule copies the graph; map our names onto its nodes, which keep the same order.
     names: dict[fx.Node, str] = {}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shapetrace.capture import is_basic_layer
-from shapetrace.errors import caused_by
+from shapetrace.errors import CannotAnalyse, caused_by, describe_exit
 from shapetrace.passes.shapes import MetaFault, MetaWatch, tensors_in
 
 
@@ -125,6 +125,12 @@ def hook_run(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> HookC
         site, module = stack[-1]
         result.failed_site = site
         result.failed_type = type(module).__name__
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        site, module = stack[-1]
+        where = f"{site} ({type(module).__name__})" if site else type(module).__name__
+        raise CannotAnalyse(f"the model {describe_exit(exc)} in forward, in {where}") from exc
     finally:
         for handle in handles:
             handle.remove()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 # Exit codes, documented in the README.
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -51,3 +54,24 @@ def caused_by(exc: BaseException, origin: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def describe_exit(exc: BaseException) -> str:
+    """What a BaseException that is not an Exception did, in words: `called sys.exit(0)`."""
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, (int, type(None))) else repr(exc.code)
+        return f"called sys.exit({'' if code is None else code})"
+    return f"raised {type(exc).__name__}"
+
+
+@contextlib.contextmanager
+def user_code(who: str, when: str) -> Iterator[None]:
+    """Run the model's own code (its constructor, its forward). `sys.exit()` or another
+    BaseException from it would end shapetrace with exit 0 and no output, a false pass in CI,
+    so it becomes CannotAnalyse: `{who} called sys.exit(0) {when}`. Ctrl-C stays an interrupt."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        raise CannotAnalyse(f"{who} {describe_exit(exc)} {when}") from exc

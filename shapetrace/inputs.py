@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from shapetrace.errors import UsageError
+from shapetrace.errors import UsageError, first_line
 
 DTYPES: tuple[str, ...] = (
     "float32",
@@ -61,8 +61,16 @@ def parse(text: str) -> list[TensorSpec]:
     if not text:
         raise UsageError(f"malformed --input '': {_HELP}")
     specs = []
+    names: set[str] = set()
     for part in text.split(","):
-        specs.append(_parse_one(part.strip(), text))
+        spec = _parse_one(part.strip(), text)
+        if spec.name is not None:
+            if spec.name in names:
+                raise UsageError(
+                    f"malformed --input {_quote(text)}: {_quote(spec.name)} is given twice"
+                )
+            names.add(spec.name)
+        specs.append(spec)
     return specs
 
 
@@ -87,12 +95,39 @@ def _parse_one(part: str, whole: str) -> TensorSpec:
     dims_text = part.strip().lower().replace("×", "x")
     if not _DIMS.match(dims_text):
         raise UsageError(f"malformed --input {_quote(whole)}: {_HELP}")
-    dims = tuple(int(d) for d in dims_text.split("x"))
+    digits = dims_text.split("x")
+    if len(digits) > 8:
+        raise UsageError(f"malformed --input {_quote(whole)}: at most 8 dimensions")
+    if any(len(d.lstrip("0")) > len(str(MAX_ELEMENTS)) for d in digits):
+        raise UsageError(f"--input {_short(whole)}: {_TOO_LARGE}")
+    dims = tuple(int(d.lstrip("0") or "0") for d in digits)
     if any(d < 1 for d in dims):
         raise UsageError(f"malformed --input {_quote(whole)}: every size must be at least 1")
-    if len(dims) > 8:
-        raise UsageError(f"malformed --input {_quote(whole)}: at most 8 dimensions")
-    return TensorSpec(dims=dims, dtype=dtype, name=name)
+    return check_size(TensorSpec(dims=dims, dtype=dtype, name=name))
+
+
+# torch counts a tensor's elements and bytes in int64: a shape beyond that is no input at all.
+MAX_ELEMENTS = 2**63 - 1
+_ITEM_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2}
+_TOO_LARGE = "too large: a tensor holds at most 2**63 - 1 bytes"
+
+
+def check_size(spec: TensorSpec) -> TensorSpec:
+    """`spec` itself, or UsageError when torch could not even describe a tensor that large."""
+    item = _ITEM_BYTES.get(spec.dtype or "float32", 1)
+    total = item
+    for d in spec.dims:
+        total *= d
+        if total > MAX_ELEMENTS:
+            raise UsageError(f"--input {_short(str(spec))}: {_TOO_LARGE}")
+    return spec
+
+
+def _short(text: str) -> str:
+    """The user's text quoted on one line, its middle cut when it is long (a 5000-digit size)."""
+    if len(text) > 60:
+        text = f"{text[:28]}...{text[-28:]}"
+    return _quote(text)
 
 
 def complete(spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = None) -> TensorSpec:
@@ -104,8 +139,8 @@ def complete(spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = N
         rank = first.spatial_rank
         full = rank + 2
         c = first.channels
-        if k == full:
-            pass
+        if k >= full:
+            pass  # a full shape is taken as given: the model, not a guess, says if it fits
         elif k == full - 1:
             dims = (1, *dims)
         elif k == rank:
@@ -128,7 +163,7 @@ def complete(spec: TensorSpec, first: FirstLayer, default: TensorSpec | None = N
             dims = (1, *dims)
     elif first.kind == "linear" and k == 1:
         dims = (1, *dims)
-    return TensorSpec(dims=dims, dtype=dtype or "float32", name=spec.name)
+    return check_size(TensorSpec(dims=dims, dtype=dtype or "float32", name=spec.name))
 
 
 def _quote(text: str) -> str:
@@ -150,6 +185,33 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
         raise UsageError(
             f"--model-args is not valid JSON: {exc.msg} at column {exc.colno}"
         ) from exc
+    except RecursionError as exc:
+        raise UsageError(
+            f"--model-args is nested too deeply (at most {MAX_NESTING} levels)"
+        ) from exc
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise UsageError(f"--model-args is not usable JSON: {first_line(exc)}") from exc
     if not isinstance(value, dict):
         raise UsageError("--model-args must be a JSON object, e.g. '{\"base_dim\": 32}'")
+    if _depth(value) > MAX_NESTING:
+        raise UsageError(f"--model-args is nested too deeply (at most {MAX_NESTING} levels)")
     return value
+
+
+# Keyword arguments of a model are shallow; deeper nesting only risks recursion further on
+# (copying, reporting) and is refused here.
+MAX_NESTING = 32
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (json.loads accepts ~1000 levels)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest

@@ -22,7 +22,14 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from shapetrace.errors import CannotAnalyse, UsageError, caused_by, first_line
+from shapetrace.errors import (
+    CannotAnalyse,
+    UsageError,
+    caused_by,
+    describe_exit,
+    first_line,
+    user_code,
+)
 from shapetrace.inputs import TensorSpec
 
 
@@ -40,7 +47,8 @@ class ModelSource:
         """Build the model with its parameters on the meta device."""
         own_errors: list[BaseException] = []
         try:
-            model = _build_on_meta(lambda: self.builder(**self.kwargs), own_errors)
+            with user_code(self.spec, "in its constructor"):
+                model = _build_on_meta(lambda: self.builder(**self.kwargs), own_errors)
         except ShapetraceErrors:
             raise
         except Exception as exc:
@@ -49,6 +57,7 @@ class ModelSource:
             self._constructor_failed(exc)
         if not isinstance(model, nn.Module):
             raise UsageError(f"{self.spec} returned {type(model).__name__}, not a torch.nn.Module")
+        check_analysable(self.spec, model)
         return model
 
     def _constructor_failed(self, exc: Exception) -> NoReturn:
@@ -62,6 +71,52 @@ class ModelSource:
 
 
 ShapetraceErrors = (CannotAnalyse, UsageError)
+
+
+def check_analysable(spec: str, model: nn.Module) -> None:
+    """Refuse, in one line, models that no capture can follow: TorchScript modules (neither fx
+    nor module hooks work on them) and module trees with a cycle (a module holding itself or an
+    ancestor makes `train()`, `named_modules()` and `deepcopy` recurse forever)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise CannotAnalyse(
+            f"{spec} is a TorchScript module ({type(model).__name__}): shapetrace needs the "
+            "Python nn.Module it was scripted or traced from"
+        )
+    cycle = _module_cycle(model)
+    if cycle is not None:
+        path, ancestor = cycle
+        held = f"'{ancestor}'" if ancestor else "the model itself"
+        raise CannotAnalyse(
+            f"{spec}: module '{path}' is {held}: a module that contains itself cannot be "
+            "analysed (keep the reference outside nn.Module attributes)"
+        )
+
+
+def _module_cycle(model: nn.Module) -> tuple[str, str] | None:
+    """A child path that leads back to one of its ancestors, and that ancestor's path; None for
+    a tree (modules shared between branches are fine). Iterative, so depth costs no stack."""
+    on_path: dict[int, str] = {}
+    done: set[int] = set()
+    stack: list[tuple[str, nn.Module, Iterator[tuple[str, nn.Module | None]]]] = [
+        ("", model, iter(list(model._modules.items())))
+    ]
+    on_path[id(model)] = ""
+    while stack:
+        path, module, children = stack[-1]
+        for name, child in children:
+            if child is None or id(child) in done:
+                continue
+            child_path = f"{path}.{name}" if path else name
+            if id(child) in on_path:
+                return child_path, on_path[id(child)]
+            on_path[id(child)] = child_path
+            stack.append((child_path, child, iter(list(child._modules.items()))))
+            break
+        else:
+            stack.pop()
+            del on_path[id(module)]
+            done.add(id(module))
+    return None
 
 
 @contextlib.contextmanager
@@ -171,16 +226,71 @@ def _crop_of(weights: Any) -> int | None:
     return crop[0] if isinstance(crop, (tuple, list)) else crop
 
 
+# Arguments that make a torchvision builder load (and maybe download) a checkpoint. Weights do
+# not change shapes, and torchvision unpickles a cached checkpoint with weights_only=False.
+WEIGHT_ARGS = frozenset({"weights", "weights_backbone", "pretrained", "pretrained_backbone"})
+
+
+def without_weights(spec: str, model_args: dict[str, Any]) -> dict[str, Any]:
+    """`model_args` without the arguments that would load weights, with one line on stderr
+    naming what is ignored (a `None` or `False` one is dropped silently: it loads nothing)."""
+    from torchvision.models import WeightsEnum
+
+    kept: dict[str, Any] = {}
+    ignored: list[str] = []
+    for key, value in model_args.items():
+        if key in WEIGHT_ARGS or isinstance(value, WeightsEnum):
+            if value is not None and value is not False:
+                ignored.append(f"{key}={_weights_text(value)}")
+            continue
+        kept[key] = value
+    if ignored:
+        print(
+            "shapetrace: weights are not loaded (shapes do not depend on them): ignoring "
+            + ", ".join(ignored),
+            file=sys.stderr,
+        )
+    return kept
+
+
+def _weights_text(value: Any) -> str:
+    text = value if isinstance(value, str) else getattr(value, "name", None) or repr(value)
+    text = str(text)
+    return text if text.isprintable() and len(text) <= 60 else repr(text[:60])
+
+
+@contextlib.contextmanager
+def _no_checkpoints(spec: str) -> Iterator[None]:
+    """Whatever a builder is given, it never loads a checkpoint: loading would unpickle a
+    cached file (weights_only=False) or download one and print on stdout."""
+    from torchvision.models import WeightsEnum
+
+    get_state_dict = WeightsEnum.get_state_dict
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        raise UsageError(
+            f"{spec} asked for the weights {self}; shapetrace never loads weights "
+            "(shapes do not depend on them)"
+        )
+
+    WeightsEnum.get_state_dict = refuse  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        WeightsEnum.get_state_dict = get_state_dict  # type: ignore[method-assign]
+
+
 def _torchvision_builder(name: str, family: str) -> Callable[..., Any]:
     def build(**kwargs: Any) -> Any:
         from torchvision.models import get_model
 
-        kwargs.setdefault("weights", None)
+        kwargs["weights"] = None
         if family in ("segmentation", "detection"):
-            kwargs.setdefault("weights_backbone", None)
+            kwargs["weights_backbone"] = None
         if name in ("googlenet", "inception_v3", "quantized_googlenet", "quantized_inception_v3"):
             kwargs.setdefault("init_weights", False)  # random init via scipy is slow and useless
-        return get_model(name, **kwargs)
+        with _no_checkpoints(name):
+            return get_model(name, **kwargs)
 
     return build
 
@@ -210,6 +320,10 @@ def _load_file(path_text: str) -> Any:
         raise UsageError(
             f"{path_text}: importing it failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a script that runs and exits when imported
+        raise UsageError(f"{path_text}: importing it {describe_exit(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
@@ -224,6 +338,10 @@ def _load_import_path(module_path: str) -> Any:
         raise UsageError(
             f"importing '{module_path}' failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise UsageError(f"importing '{module_path}' {describe_exit(exc)}") from exc
 
 
 def _user_source(spec: str, model_args: dict[str, Any]) -> ModelSource:
@@ -236,9 +354,26 @@ def _user_source(spec: str, model_args: dict[str, Any]) -> ModelSource:
         raise UsageError(f"{where} has no '{attr}'{extra}")
     target = getattr(module, attr)
     if isinstance(target, nn.Module):
+        check_analysable(spec, target)
         return ModelSource(spec, lambda: target, family="user")
-    if not callable(target):
-        raise UsageError(f"{spec} is a {type(target).__name__}, not an nn.Module class or factory")
+    # Only what builds a model is ever called: an nn.Module class or a plain function. Any other
+    # callable (os.system, print, a class that is not a module, an object with __call__) would
+    # run code that has nothing to do with a model.
+    if isinstance(target, type):
+        if not issubclass(target, nn.Module):
+            raise UsageError(
+                f"{spec} is the class {target.__name__}, which is not an nn.Module: name an "
+                "nn.Module class or a function returning one"
+            )
+        if issubclass(target, torch.jit.ScriptModule):
+            raise CannotAnalyse(
+                f"{spec} is a TorchScript class: shapetrace needs a Python nn.Module"
+            )
+    elif not inspect.isfunction(target):
+        raise UsageError(
+            f"{spec} is a {type(target).__name__}, not an nn.Module class or a function "
+            "returning one"
+        )
     _check_signature(spec, target, model_args)
     return ModelSource(spec, target, kwargs=model_args, family="user")
 
@@ -265,10 +400,55 @@ def known_names() -> list[str]:
 
 
 def resolve(spec: str, model_args: dict[str, Any] | None = None) -> ModelSource:
-    """Turn a model spec into a ModelSource, or raise UsageError with the closest names."""
+    """Turn a model spec the user typed (command line or Python) into a ModelSource, or raise
+    UsageError with the closest names. `file.py:Name` and `package.module:Name` import the
+    user's code: never pass a spec read from a report here (see `resolve_from_report`)."""
     model_args = dict(model_args or {})
     if ":" in spec and not spec.startswith(":"):
         return _user_source(spec, model_args)
+    return _named_source(spec, model_args)
+
+
+def resolve_from_report(spec: Any, model_args: Any = None) -> ModelSource:
+    """Resolve a report's `source.model` and `source.model_args` to rebuild its model.
+
+    A report is data from anywhere, so this runs no code of the report's choosing: only
+    torchvision's names and shapetrace's own are rebuilt, with `model_args` that are plain JSON
+    values. A file or import path is refused in one line (UsageError) asking the user to name
+    the model on the command line."""
+    if not isinstance(spec, str) or not spec:
+        raise UsageError("the report does not name its model; name it on the command line")
+    shown = spec if spec.isprintable() and len(spec) <= 200 else repr(spec[:200])
+    if ":" in spec or "/" in spec or "\\" in spec or spec.endswith(".py"):
+        raise UsageError(
+            f"the report's model '{shown}' is code of your own, which shapetrace does not run "
+            f"from a report: name it on the command line (shapetrace {shown} --input ...)"
+        )
+    if model_args is None:
+        model_args = {}
+    if not isinstance(model_args, dict) or not _plain_json(model_args):
+        raise UsageError(
+            f"the report's model_args for '{shown}' are not plain JSON values; "
+            "name the model and its --model-args on the command line"
+        )
+    return _named_source(shown, dict(model_args))
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is made of JSON's own types only, nested at most 32 deep."""
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return all(_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _named_source(spec: str, model_args: dict[str, Any]) -> ModelSource:
+    """One of shapetrace's models or a torchvision name; never code outside those two."""
     from shapetrace.zoo import ZOO
 
     if spec in ZOO:
@@ -281,7 +461,11 @@ def resolve(spec: str, model_args: dict[str, Any] | None = None) -> ModelSource:
         family = families[spec]
         builder = _torchvision_builder(spec, family)
         return ModelSource(
-            spec, builder, model_args, _torchvision_default_inputs(spec, family), family
+            spec,
+            builder,
+            without_weights(spec, model_args),
+            _torchvision_default_inputs(spec, family),
+            family,
         )
     if spec.endswith(".py"):
         raise UsageError(f"{spec}: name the model class or factory, e.g. {spec}:Net")

@@ -75,6 +75,12 @@ def test_valid_dims_round_trip(dims: list[int]) -> None:
     assert parse(str(spec)) == [spec]
 
 
-def test_wrong_rank_for_a_conv_model_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="4 dims"):
-        shapetrace.analyze("resnet18", "1x2x3x4x5x6")
+def test_shorthand_of_a_wrong_rank_for_a_conv_model_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="5 dims"):
+        complete(parse("224x224")[0], FirstLayer("conv", 3, 3))
+
+
+def test_a_full_shape_of_another_rank_is_taken_as_given_and_rejected_by_the_model() -> None:
+    report = shapetrace.analyze("resnet18", "1x2x3x4x5x6")
+    assert report.source["input"] == ["1x2x3x4x5x6"]
+    assert report.failure is not None and report.failure.node == "conv1"

@@ -61,6 +61,7 @@ def request_for(report: Report, inputs: str) -> dict[str, Any]:
         "input": inputs,
         "model_args": source.get("model_args") or {},
         "train": source.get("mode") == "train",
+        "from_report": True,  # a report is data from anywhere: rebuild no code it names
     }
 
 
@@ -74,4 +75,5 @@ def analyse(request: dict[str, Any]) -> Report:
             request.get("input") or None,
             model_args=request.get("model_args") or {},
             train=bool(request.get("train")),
+            from_report=bool(request.get("from_report")),
         )
