@@ -102,3 +102,26 @@ def test_live_module_is_left_untouched() -> None:
     assert report.node("fc2").shape == [1, 10]
     assert model.conv1.weight.device.type == "cpu"
     assert (model.conv1.weight == before).all()
+
+
+def test_building_on_meta_skips_weight_initialisation_and_restores_it() -> None:
+    import torch.nn.init as init
+
+    from shapetrace.sources import resolve
+
+    before = {name: getattr(init, name) for name in ("kaiming_normal_", "uniform_", "zeros_")}
+    calls: list[str] = []
+    original = init.kaiming_normal_
+
+    def counting(tensor: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append("kaiming_normal_")
+        return original(tensor, *args, **kwargs)
+
+    init.kaiming_normal_ = counting
+    try:
+        model = resolve("resnet18").build()
+    finally:
+        init.kaiming_normal_ = original
+    assert calls == []  # 20 convs, none initialised on meta
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert {name: getattr(init, name) for name in before} == before
