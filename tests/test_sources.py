@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 import shapetrace
 from shapetrace.errors import CannotAnalyse, UsageError
