@@ -153,6 +153,9 @@ class _NamingTracer(fx.Tracer):
             self.calls[site] += 1
         try:
             if self.is_leaf_module(m, name):
+                # A layer kept whole runs its children inside its own forward (MultiheadAttention
+                # reads out_proj's weights without calling it): they are used, not dead.
+                self.called.update(id(child) for child in m.modules())
                 out = self.create_proxy("call_module", name, args, kwargs)
             else:
                 out = forward(*args, **kwargs)

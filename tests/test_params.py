@@ -78,3 +78,12 @@ def test_regnet_is_built_without_materialising_weights() -> None:
     report = shapetrace.analyze("regnet_y_400mf")
     assert report.failure is None
     assert report.totals["params"] == sum(p.numel() for p in model.parameters()) == 4_344_144
+
+
+def test_layers_kept_whole_use_their_children_so_vit_has_no_dead_modules() -> None:
+    # nn.MultiheadAttention reads out_proj's weights in its own forward without calling it.
+    report = shapetrace.analyze("vit_b_16")
+    assert report.dead_modules == []
+    assert report.train_only_modules == []
+    attention = report.module("encoder.layers.encoder_layer_0.self_attention")
+    assert attention is not None and attention.params == 4 * 768 * 768 + 4 * 768
