@@ -3,6 +3,7 @@ explain each edge of the domain."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -11,10 +12,10 @@ from torch import fx
 from shapetrace.passes import PassContext
 from shapetrace.passes.sizing.coupling import Combination, Coupling, coupled
 from shapetrace.passes.sizing.expr import Evaluator, Poly, Unknown
-from shapetrace.passes.sizing.formulas import FormulaWriter
+from shapetrace.passes.sizing.formulas import FormulaWriter, factor
 from shapetrace.passes.sizing.intset import IntSet
 from shapetrace.passes.sizing.propagate import Propagator
-from shapetrace.passes.sizing.solver import Solver
+from shapetrace.passes.sizing.solver import LIMIT, Solver
 from shapetrace.passes.sizing.tensors import BATCH, KIND_TEXT, Constraint, flat_args
 
 
@@ -50,8 +51,45 @@ class SizeAnalysis:
         self.free: dict[str, IntSet] = {}
         for axis in self.axes:
             solver = self.solvers[axis]
-            self.own[axis], _ = solver.solve(c for c in self.unique if not c.vars - {axis, BATCH})
-            self.free[axis], _ = solver.solve(c for c in self.unique if not c.vars - {axis})
+            needed = self._projection(axis)
+            own, _ = solver.solve(c for c in self.unique if not c.vars - {axis, BATCH})
+            free, _ = solver.solve(c for c in self.unique if not c.vars - {axis})
+            self.own[axis], self.free[axis] = own.intersect(needed), free.intersect(needed)
+
+    def _projection(self, axis: str) -> IntSet:
+        """Sizes of `axis` that constraints over several axes leave possible whatever the
+        others: a product of sizes along different axes equal to a constant `t` needs each
+        factor to divide `t` (`(H - 6)*(W - 6) == 36` needs `H - 6` in 1, 2, 3, 4, 6, ...)."""
+        found = IntSet.full()
+        solver = Solver({axis}, {})
+        for c in self.unique:
+            if c.rel != "==" or c.alternatives or not c.rhs.is_const or c.opaque:
+                continue
+            if len(c.vars - {BATCH}) < 2 or axis not in c.vars:
+                continue
+            content, parts = factor(c.lhs)
+            target = c.rhs.const
+            if len(parts) < 2 or target == 0 or target % content:
+                continue
+            quotient = abs(target // content)
+            if quotient > LIMIT:
+                continue
+            for part in parts:
+                if part.vars != {axis}:
+                    continue
+                allowed = IntSet.empty()
+                for d in _divisors(quotient):
+                    for value in (d, -d):
+                        exact = solver.where(part - value, "==")
+                        if exact is None:
+                            break
+                        allowed = allowed.union(exact)
+                    else:
+                        continue
+                    break
+                else:
+                    found = found.intersect(allowed)
+        return found
 
     def first_failure(self, env: dict[str, int]) -> Constraint | None:
         """The first constraint, in graph order, that the sizes in `env` violate."""
@@ -331,3 +369,8 @@ def _admits(found: list[Combination] | None) -> str:
     if len(found) <= 12 and all(m is not None for m in maps):
         return "admits maps " + ", ".join(f"{m[0]}x{m[1]}" for m in maps if m is not None)
     return f"admits {len(found)} combinations of sizes (see combinations)"
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})

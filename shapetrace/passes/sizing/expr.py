@@ -279,6 +279,25 @@ def _render(terms: tuple[tuple[Mono, int], ...], const: int) -> str:
     return text.replace("+ -", "- ")
 
 
+def absorb(p: Poly) -> Poly | None:
+    """`floor(a/d) + r` as `floor((a + d*r)/d)` (for a lone floor with coefficient 1 or -1),
+    the form canonical polynomials lose: `floor(N*(h - 3)*(w - 3)/25)`, not
+    `floor(N*(h*w + 22*h + 22*w + 9)/25) - N*h - N*w`."""
+    lone = [
+        (mono[0], coef)
+        for mono, coef in p.terms
+        if len(mono) == 1 and isinstance(mono[0], Floor) and coef in (1, -1)
+    ]
+    if len(lone) != 1:
+        return None
+    ((atom, coef),) = lone
+    assert isinstance(atom, Floor)
+    rest = p - coef * Poly.atom(atom)
+    if rest.is_const and not rest.const:
+        return None
+    return coef * Poly.atom(Floor(atom.num + coef * atom.den * rest, atom.den))
+
+
 def _pick_max(a: int, b: int) -> int:
     return max(a, b)
 

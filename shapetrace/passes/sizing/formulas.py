@@ -32,6 +32,7 @@ from shapetrace.passes.sizing.expr import (
     Mono,
     Poly,
     Sym,
+    absorb,
     poly_max,
     poly_min,
 )
@@ -223,25 +224,6 @@ def render(p: Poly) -> str:
 _ORDER = "NTHWL"  # factors of a product are written in this order of their symbols
 
 
-def absorb(p: Poly) -> Poly | None:
-    """`floor(a/d) + r` as `floor((a + d*r)/d)` (for a lone floor with coefficient 1 or -1),
-    the form canonical polynomials lose: `floor(N*(h - 3)*(w - 3)/25)`, not
-    `floor(N*(h*w + 22*h + 22*w + 9)/25) - N*h - N*w`."""
-    lone = [
-        (mono[0], coef)
-        for mono, coef in p.terms
-        if len(mono) == 1 and isinstance(mono[0], Floor) and coef in (1, -1)
-    ]
-    if len(lone) != 1:
-        return None
-    ((atom, coef),) = lone
-    assert isinstance(atom, Floor)
-    rest = p - coef * Poly.atom(atom)
-    if rest.is_const and not rest.const:
-        return None
-    return coef * Poly.atom(Floor(atom.num + coef * atom.den * rest, atom.den))
-
-
 def _product(p: Poly) -> str:
     content, factors = factor(p)
     if len(factors) < 2:
@@ -330,7 +312,8 @@ def _factor(atom: Atom) -> str:
             return f"ceil({_fraction(num - num.const, den)})"
         return f"floor({_fraction(num, den)})"
     if isinstance(atom, Extreme):
-        return f"{atom.pick.__name__}({render(atom.a)}, {render(atom.b)})"
+        a, b = (atom.b, atom.a) if atom.a.is_const else (atom.a, atom.b)  # `min(W, 4)`
+        return f"{atom.pick.__name__}({render(a)}, {render(b)})"
     raise ValueError(f"no formula for {atom}")
 
 

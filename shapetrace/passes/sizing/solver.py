@@ -22,6 +22,7 @@ from shapetrace.passes.sizing.expr import (
     Scaled,
     Sym,
     Unknown,
+    absorb,
 )
 from shapetrace.passes.sizing.intset import IntSet, KRanges
 from shapetrace.passes.sizing.tensors import Constraint, compare
@@ -123,10 +124,8 @@ class Solver:
             d0 = self.value(diff, n)
             step = self.value(diff, n + period) - d0
             k = 0
-            if step > 0 and d0 < 0:
-                k = -(d0 // step)
-            elif step < 0 and d0 > 0:
-                k = -(-d0 // step)
+            if (step > 0 and d0 < 0) or (step < 0 and d0 > 0):
+                k = -(d0 // step)  # the first k at which the sign of the difference turns
             settled = max(settled, n + k * period)
         return period, settled
 
@@ -147,6 +146,8 @@ class Solver:
         """Exactly the n at which `expr rel 0` holds (`expr % modulus == 0` for "%"), or None
         when `expr` is not quasi-linear in n."""
         found = self.period(expr)
+        if found is None and rel == "%":
+            return self._residues(expr, modulus)
         if found is None:
             return None
         period, start = found
@@ -172,6 +173,27 @@ class Solver:
             step = self.value(expr, start + r + period) - v0
             classes.append(_k_solve(v0, step, rel))
         return IntSet(start, prefix, period, classes).simplify()
+
+    def _residues(self, expr: Poly, modulus: int) -> IntSet | None:
+        """Where `expr % modulus == 0` for a polynomial in quasi-linear sizes (a product of
+        two sizes when H and W move together): each size is `a(n0 + r + k*P) = a(n0 + r) +
+        k*D`, so the polynomial modulo m repeats with period `P * m`."""
+        period, start = 1, 1
+        for mono, _ in expr.terms:
+            for atom in mono:
+                if atom.vars & self.vary:
+                    found = self._atom_period(atom)
+                    if found is None:
+                        return None
+                    period, start = math.lcm(period, found[0]), max(start, found[1])
+        period *= modulus
+        if period > LIMIT or start > LIMIT:
+            return None
+        prefix = [(n, n) for n in range(1, start) if self.value(expr, n) % modulus == 0]
+        classes: list[KRanges] = [
+            [(0, None)] if self.value(expr, start + r) % modulus == 0 else [] for r in range(period)
+        ]
+        return IntSet(start, _n_merge(prefix), period, classes).simplify()
 
     def solve(self, constraints: Iterable[Constraint]) -> tuple[IntSet, list[Constraint]]:
         """The sizes every constraint allows, and the constraints left out (not followed)."""
@@ -210,7 +232,12 @@ class Solver:
         low = within.first()
         if c.alternatives or low is None or c.rel == "%" or c.opaque:
             return None
-        sign = monotone_sign(c.expr, self.vary, self.ev(low))
+        sign = monotone_sign(c.expr, self.vary, self.ev(low), deep=True)
+        if sign == 0:
+            # `floor(x/25) - h - w` hides `floor((x - 25*h - 25*w)/25)`, which may rise.
+            absorbed = absorb(c.expr)
+            if absorbed is not None:
+                sign = monotone_sign(absorbed, self.vary, self.ev(low), deep=True)
         if sign == 0:
             return None
 
@@ -322,3 +349,13 @@ def atom_monotone(atom: Atom, vary: frozenset[str]) -> bool:
             for a in m
         )
     return False
+
+
+def _n_merge(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in points:
+        if out and out[-1][1] + 1 == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out

@@ -103,7 +103,7 @@ class Verdict:
         parts = []
         for axis, dim in self.spatial(node):
             solver = self.a.solvers.get(axis)
-            if solver is None:
+            if solver is None or self.a.sets[axis].is_empty():
                 return "x".join(str(v) for v in self.size_at_ref(node))
             values = sorted({solver.value(dim, n) for n in self.a.samples(axis)})
             unbounded = any(hi is None for _, hi, _ in self.a.sets[axis].segments())
@@ -419,7 +419,13 @@ class Verdict:
         if constant is not None and not (constant.vars - {BATCH}):
             # A break no input size avoids (wrong channels, a fixed mismatch).
             message = self.a.message(constant, self.a.reference)
-            parts.append(f"No input size avoids it: {message}.")
+            batch = f" at N = {self.a.reference[BATCH]}" if BATCH in constant.vars else ""
+            if report_failure is not None and message == report_failure.message:
+                parts.append(f"No input size avoids it{batch}.")
+            else:
+                parts.append(f"No input size avoids it{batch}: {message}.")
+            if constant.kind == "batch" and op_label(constant.node) == "squeeze":
+                parts.append("Fix: squeeze the dims by index (squeeze(-1)) or flatten(1).")
             return " ".join(parts)
         if reasons:
             lead = "; ".join(reasons)

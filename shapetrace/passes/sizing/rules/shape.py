@@ -142,8 +142,9 @@ def _regroup_axes(p: Propagator, x: STensor, out: Sequence[Poly]) -> list[str | 
         if len(gj) == 1:
             axes[gj[0]] = merged if a == b else None
         elif len(gi) == 1:
+            # A dim split in parts (`h // 2, 2`): the parts that vary follow it.
             for k in gj:
-                axes[k] = x.axes[gi[0]] if out[k] == x.shape[gi[0]] else None
+                axes[k] = x.axes[gi[0]] if out[k].vars - {BATCH} else None
         i, j = gi[-1] + 1, gj[-1] + 1
     return axes
 
@@ -162,6 +163,11 @@ def _squeeze(p: Propagator, x: STensor, dim: Any) -> STensor:
     for d in range(x.ndim):
         size = x.shape[d]
         if d not in dims:
+            keep.append(d)
+        elif dim is None and BATCH in size.vars:
+            # squeeze() drops a batch of one as well: the output then has no batch dim.
+            message = say(f"{name}: squeeze() drops the batch dim at N = ", size)
+            p.require("batch", size, ">=", 2, message)
             keep.append(d)
         elif size.vars - {BATCH}:
             if p.ev0.poly(size) == 1:
@@ -238,6 +244,29 @@ def _clip_index(value: Any, size: Poly) -> Poly:
     return poly_min(v, size)
 
 
+def _slice_length(start: Any, stop: Any, size: Poly) -> Poly:
+    """The length of `[start:stop]` along a dim of `size`, as Python clips the bounds, in its
+    shortest form when both bounds are constants: `[2:-2]` is `max(size - 4, 0)`, `[-4:]` is
+    `min(size, 4)`. A varying bound is taken as counted from the start (a crop offset)."""
+    a = 0 if start is None else start
+    b = stop
+    if isinstance(a, int) and (b is None or isinstance(b, int)):
+        zero = Poly.of(0)
+        if a >= 0:
+            if b is None:
+                return poly_max(size - a, zero) if a else size
+            if b >= 0:
+                return zero if b <= a else poly_max(poly_min(size, Poly.of(b)) - a, zero)
+            return poly_max(size + (b - a), zero)
+        if b is None:
+            return poly_min(size, Poly.of(-a))
+        if b < 0:
+            return zero if b <= a else poly_max(poly_min(size, Poly.of(-a)) + b, zero)
+    begin = Poly.of(0) if start is None else _clip_index(start, size)
+    end = size if stop is None else _clip_index(stop, size)
+    return end if begin.is_const and begin.const == 0 else poly_max(end - begin, Poly.of(0))
+
+
 def _index(p: Propagator, x: STensor, index: Any) -> STensor:
     items = list(index) if isinstance(index, tuple) else [index]
     if any(isinstance(it, (STensor, bool, list)) for it in items):
@@ -275,9 +304,7 @@ def _index(p: Propagator, x: STensor, index: Any) -> STensor:
         step = 1 if it.step is None else it.step
         if not isinstance(step, int) or step < 1:
             raise Unsupported("a slice with a varying or negative step")
-        start = Poly.of(0) if it.start is None else _clip_index(it.start, size)
-        stop = size if it.stop is None else _clip_index(it.stop, size)
-        length = stop if start.is_const and start.const == 0 else poly_max(stop - start, Poly.of(0))
+        length = _slice_length(it.start, it.stop, size)
         shape.append((length + step - 1).floordiv(step))
         axes.append(x.axes[d])
         d += 1
@@ -318,30 +345,96 @@ def _split_family(p: Propagator, call: Call) -> Any:
     x = as_tensor(call.input)
     d = dim_index(int(call.get("dim", 0)), x.ndim)
     size = x.shape[d]
-    if size.vars:
-        raise Unsupported(f"{call.name} along a varying dim")
-    n = size.const
+    name, axis = p.name, p.axis_of(x, d)
     if call.name == "unbind":
+        if size.vars:
+            p.equal_sizes(
+                size, Poly.of(_pieces_seen(p)), f"unbind into a fixed number along {axis}"
+            )
+        count = size.const if size.is_const else _pieces_seen(p)
         part = STensor((*x.shape[:d], *x.shape[d + 1 :]), (*x.axes[:d], *x.axes[d + 1 :]))
-        return tuple(part for _ in range(n))
-    if call.name == "chunk":
-        step = -(-n // int(call.get("chunks")))
-        pieces = [min(step, n - s) for s in range(0, n, step)]
-    elif call.name == "tensor_split":
-        sections = call.get("indices_or_sections")
-        if isinstance(sections, (list, tuple)):
-            bounds = [0, *(min(max(int(b) + (n if b < 0 else 0), 0), n) for b in sections), n]
-            pieces = [max(b - a, 0) for a, b in itertools.pairwise(bounds)]
-        else:
-            count = int(sections)
-            pieces = [n // count + (1 if i < n % count else 0) for i in range(count)]
+        return tuple(part for _ in range(count))
+    if call.name == "tensor_split":
+        pieces = _tensor_split(size, call.get("indices_or_sections"))
+    elif call.name == "chunk":
+        step = (size + int(call.get("chunks")) - 1).floordiv(int(call.get("chunks")))
+        chunks = int(call.get("chunks"))
+        pieces = _even_pieces(p, size, step, f"chunk({chunks}) along {axis}", at_most=False)
     else:
         sizes = call.get("split_size_or_sections")
         if isinstance(sizes, (list, tuple)):
-            pieces = list(sizes)
+            pieces = [Poly.of(k) for k in sizes]
+            total = prod_sum(pieces)
+            if total != size:
+                p.require(
+                    "view" if not total.vars - {BATCH} else "merge",
+                    size,
+                    "==",
+                    total,
+                    say(
+                        f"{name}: split into {list(sizes)} needs ",
+                        total,
+                        f" along {axis}, gets ",
+                        size,
+                    ),
+                )
         else:
-            pieces = [min(sizes, n - s) for s in range(0, n, sizes)]
-    return tuple(x.like([*x.shape[:d], Poly.of(k), *x.shape[d + 1 :]], x.axes) for k in pieces)
+            pieces = _even_pieces(p, size, Poly.of(sizes), f"split({sizes}) along {axis}")
+    return tuple(x.like([*x.shape[:d], k, *x.shape[d + 1 :]], x.axes) for k in pieces)
+
+
+def prod_sum(values: Sequence[Poly]) -> Poly:
+    total = Poly.of(0)
+    for v in values:
+        total = total + v
+    return total
+
+
+def _pieces_seen(p: Propagator) -> int:
+    """How many pieces the split gave at the analysed size: the traced graph reads that many."""
+    observed = p.observed.get(p.node)
+    if not isinstance(observed, (list, tuple)):
+        raise Unsupported("a split whose pieces were not observed")
+    return len(observed)
+
+
+def _even_pieces(
+    p: Propagator, size: Poly, step: Poly, what: str, *, at_most: bool = True
+) -> list[Poly]:
+    """Pieces of `step` and a shorter last one. Along a varying dim their number varies, but
+    the traced graph (the model's unpacking) reads the number seen at the analysed size, so
+    that number must come out: the last piece is not empty and (`at_most`, unless the op
+    cannot give more) there is no piece more."""
+    if size.is_const and step.is_const:
+        n, k = size.const, step.const
+        return [Poly.of(min(k, n - s)) for s in range(0, n, k)]
+    count = _pieces_seen(p)
+    last = size - step * (count - 1)
+    name = p.name
+    fewer = say(
+        f"{name}: {what} gives fewer than the {count} pieces the model reads at size ", size
+    )
+    p.require("min", last, ">=", 1, fewer, need=count)
+    if at_most:
+        more = say(
+            f"{name}: {what} gives more than the {count} pieces the model reads at size ", size
+        )
+        p.require("view", last, "<=", step, more)
+    return [*([step] * (count - 1)), last]
+
+
+def _tensor_split(size: Poly, sections: Any) -> list[Poly]:
+    if isinstance(sections, (list, tuple)):
+        bounds = [Poly.of(0), *(_clip_split(b, size) for b in sections), size]
+        return [poly_max(b - a, Poly.of(0)) for a, b in itertools.pairwise(bounds)]
+    count = int(sections)
+    # The first size % count pieces are one longer: floor((size + count - 1 - i) / count).
+    return [(size + (count - 1 - i)).floordiv(count) for i in range(count)]
+
+
+def _clip_split(value: Any, size: Poly) -> Poly:
+    b = int(value)
+    return poly_max(size + b, Poly.of(0)) if b < 0 else poly_min(Poly.of(b), size)
 
 
 def _concat_family(p: Propagator, call: Call) -> STensor:
