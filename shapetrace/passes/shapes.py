@@ -216,6 +216,11 @@ class _ShapeInterpreter(fx.Interpreter):
                 isinstance(module, _PASS_THROUGH) and not module.training
             )
             return first if aliases else torch.empty_like(first)
+        pooled = _adaptive_pool_shape(module, args, kwargs)
+        if pooled is not None:
+            # The meta kernel of adaptive average pooling decomposes into a mean over every
+            # window (4 ms a call); its output shape needs no kernel at all.
+            return first.new_empty(pooled)
         return self._model_op(super().call_module, target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
@@ -241,6 +246,32 @@ _SHAPE_PRESERVING = (
     nn.Dropout,
     nn.Dropout2d,
 )
+
+
+_ADAPTIVE_AVG = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3}
+
+
+def _adaptive_pool_shape(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[int, ...] | None:
+    """The output shape of an adaptive average pool on a well-formed meta input, else None
+    (the real kernel then runs, and raises what it raises)."""
+    rank = _ADAPTIVE_AVG.get(type(module))
+    first = args[0] if args else None
+    if rank is None or len(args) != 1 or kwargs or not isinstance(first, torch.Tensor):
+        return None
+    if first.device.type != "meta" or first.dim() not in (rank + 1, rank + 2):
+        return None
+    if any(d <= 0 for d in first.shape[-rank:]) or first.numel() == 0:
+        return None
+    size = module.output_size  # type: ignore[attr-defined]
+    wanted = (size,) * rank if isinstance(size, int) else tuple(size)
+    if len(wanted) != rank:
+        return None
+    spatial = [first.shape[-rank + i] if w is None else int(w) for i, w in enumerate(wanted)]
+    if any(d <= 0 for d in spatial):
+        return None
+    return (*first.shape[:-rank], *spatial)
 
 
 # Return their input itself (in eval), as the real modules do.
