@@ -90,7 +90,8 @@ def window(call: Call, shape_of: ShapeOf = _shape) -> Window:
     name = call.name
     if name == "tensor_unfold":
         return _slide(call)
-    transposed = bool(call.get("transposed", False)) or name == "conv_transpose"
+    # Unpooling scatters each input to a window of the output, as a transposed conv does.
+    transposed = bool(call.get("transposed", False)) or name in ("conv_transpose", "max_unpool")
     kind = "conv_transpose" if transposed else _POOL_KINDS.get(name, "conv")
     weight = call.get("weight")
     weight_shape = tuple(shape_of(weight)) if weight is not None and kind.startswith("conv") else ()
@@ -110,7 +111,7 @@ def window(call: Call, shape_of: ShapeOf = _shape) -> Window:
         raise BindError(f"{name}: no kernel size")
     kernel = ntuple(kernel_arg, rank)
     stride_arg = call.get("stride")
-    if kind in ("max", "avg", "lp") and stride_arg in (None, [], ()):
+    if (kind in ("max", "avg", "lp") or name == "max_unpool") and stride_arg in (None, [], ()):
         stride = kernel
     else:
         stride = ntuple(1 if stride_arg is None else stride_arg, rank)

@@ -642,6 +642,14 @@ _TABLE: tuple[Op, ...] = (
         aten=("avg_pool1d", "avg_pool2d", "avg_pool3d"),
     ),
     Op(
+        "max_unpool",
+        Family.WINDOW,
+        params=("input", "indices", "kernel_size", "stride", "padding", "output_size"),
+        modules=_ranked("max_unpool", ("nn.MaxUnpool{rank}d",)),
+        functions=_ranked("max_unpool", ("F.max_unpool{rank}d",)),
+        aten=("max_unpool2d", "max_unpool3d"),
+    ),
+    Op(
         "lp_pool",
         Family.WINDOW,
         params=_LP_POOL,

@@ -29,12 +29,16 @@ class SizeAnalysis:
         self.prop.run()
         self.axes = self.prop.axes
         self.constraints = self.prop.constraints
+        # Constraints past a call without a size rule rest on guessed sizes: they prove
+        # nothing, so the domain is built from the others and left open.
+        self.tainted = _downstream(self.prop.gm.graph, {n for n, _ in self.prop.notes})
         unique: dict[str, Constraint] = {}
         for c in self.constraints:
-            unique.setdefault(c.key, c)
+            if c.node not in self.tainted:
+                unique.setdefault(c.key, c)
         self.unique = list(unique.values())
         self.env0 = self.prop.env0
-        self.reference = self._reference()
+        self.reference = self._reference() if not self.prop.notes else dict(self.env0)
         self.sets: dict[str, IntSet] = {}
         self.solvers: dict[str, Solver] = {}
         self.left_out: list[Constraint] = []
@@ -43,6 +47,15 @@ class SizeAnalysis:
             found, left = solver.solve(self.unique)
             self.sets[axis], self.solvers[axis] = found, solver
             self.left_out += [c for c in left if c not in self.left_out]
+        # What no rule decides; then `sets` holds only what is proven (the analysed size, if
+        # it ran) and `possible` the sizes the rules that are known leave possible.
+        self.open = self._open()
+        self.possible = dict(self.sets)
+        if self.open:
+            ran = context.report.failure is None and self.first_failure(self.env0) is None
+            for axis in self.axes:
+                n = self.reference[axis]
+                self.sets[axis] = IntSet.interval(n, n) if ran else IntSet.empty()
         # The sizes each axis's own constraints allow, whatever the other axes: at the
         # reference batch (`own`, where coupled constraints pick their combinations) and at
         # any batch (`free`, where formulas may be simplified).
@@ -91,6 +104,21 @@ class SizeAnalysis:
                     found = found.intersect(allowed)
         return found
 
+    def _open(self) -> list[dict[str, Any]]:
+        names = self.prop.names
+        out = [
+            {"node": names.get(node, node.name), "op": label, "reason": text}
+            for node, text, label in self.prop.unruled
+        ]
+        out += [
+            {
+                "node": names.get(c.node, c.node.name),
+                "reason": f"a constraint no solver follows exactly: {c.lhs} {c.rel} {c.rhs}",
+            }
+            for c in self.left_out
+        ]
+        return out
+
     def first_failure(self, env: dict[str, int]) -> Constraint | None:
         """The first constraint, in graph order, that the sizes in `env` violate."""
         ev = Evaluator(env)
@@ -131,7 +159,7 @@ class SizeAnalysis:
 
     # -- per node ------------------------------------------------------------------------
     def samples(self, axis: str) -> list[int]:
-        segments = self.sets[axis].segments()
+        segments = self.possible[axis].segments()
         if not segments:
             return [1, 2, 3, 1 << 20]
         points = set()
@@ -194,7 +222,7 @@ class SizeAnalysis:
         entries: list[dict[str, Any]] = []
         names = self.prop.names
         for axis in self.axes:
-            found = self.sets[axis]
+            found = self.possible[axis]
             segments = found.segments()
             if not segments:
                 c = self.why(axis, self.reference[axis])
@@ -337,6 +365,9 @@ class SizeAnalysis:
             data[axis] = _segments(self.sets[axis])
         data["bounds"] = self.bounds()
         data["at"] = {a: self.reference[a] for a in self.axes}
+        if self.open:
+            data["open"] = self.open
+            data["possible"] = {a: _segments(self.possible[a]) for a in self.axes}
         return data
 
 
@@ -374,3 +405,14 @@ def _admits(found: list[Combination] | None) -> str:
 def _divisors(n: int) -> list[int]:
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return sorted({*small, *(n // d for d in small)})
+
+
+def _downstream(graph: fx.Graph, sources: set[fx.Node]) -> set[fx.Node]:
+    """The nodes that read, directly or not, a value of `sources` (and the sources)."""
+    found = set(sources)
+    if not found:
+        return found
+    for node in graph.nodes:
+        if node not in found and any(n in found for n in node.all_input_nodes):
+            found.add(node)
+    return found

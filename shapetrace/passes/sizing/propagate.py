@@ -44,6 +44,7 @@ class Propagator:
         self.values: dict[fx.Node, Any] = {}
         self.constraints: list[Constraint] = []
         self.notes: list[tuple[fx.Node, str]] = []
+        self.unruled: list[tuple[fx.Node, str, str]] = []  # (node, note, the op as written)
         self.first_seen: dict[Poly, fx.Node] = {}
         self.output: Any = None
         self.node: fx.Node = next(iter(self.gm.graph.nodes))
@@ -144,6 +145,7 @@ class Propagator:
         if not varying and observed is not None:
             return self._constant(observed)
         what = str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {exc}"
+        self.unruled.append((node, f"no size rule for {what}", _unknown(node, self.gm)))
         if (
             isinstance(observed, torch.Tensor)
             and tensors

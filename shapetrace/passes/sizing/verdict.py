@@ -404,6 +404,31 @@ class Verdict:
             return f"{lead}: it accepts {pairs}{more}."
         return "Some sizes couple the axes; see the domain's bounds."
 
+    def unknown(self) -> str:
+        """The domain where a call without a size rule leaves it open: the analysed size (if
+        it ran), then what is unknown and why, then what the known rules still exclude."""
+        axes = self.a.axes
+        at = "x".join(str(self.a.reference[a]) for a in axes)
+        ran = all(not self.a.sets[a].is_empty() for a in axes)
+        lead = f"Accepts {at}" if ran else f"No size is known to be accepted ({at} is not)"
+        causes = []
+        for entry in self.a.open[:3]:
+            op = entry.get("op")
+            if op is None:
+                causes.append(f"{entry['node']} has {entry['reason']}")
+            else:
+                shown = f" ({op})" if op != entry["node"] else ""
+                causes.append(f"{entry['node']}{shown} has no size rule")
+        more = f" and {len(self.a.open) - 3} more" if len(self.a.open) > 3 else ""
+        text = f"{lead}; beyond it unknown: {', '.join(causes)}{more}."
+        texts = {a: _set_text(self.a.possible[a].segments()) for a in axes}
+        if any(t != ">= 1" for t in texts.values()):
+            known = " and ".join(f"{a} {t}" for a, t in texts.items())
+            if len(set(texts.values())) == 1:
+                known = f"{', '.join(axes)} {texts[axes[0]]}"
+            text += f" The ops with size rules allow at most {known}."
+        return text
+
     def text(self, report_failure: Failure | None) -> str:
         parts: list[str] = []
         if report_failure is not None:
@@ -412,6 +437,9 @@ class Verdict:
             parts.append(f"Breaks at {size}: {message}{'' if message[-1:] in '.!?' else '.'}")
         if not self.a.axes:
             parts.append("The input has no spatial axes, so its size is fixed by the first layer.")
+            return " ".join(parts)
+        if self.a.open:
+            parts.append(self.unknown())
             return " ".join(parts)
         reasons, fixes = self.reasons()
         everything = all(self.a.sets[a].segments() == [(1, None, 1)] for a in self.a.axes)
@@ -444,8 +472,6 @@ class Verdict:
             parts.append(self.coupling())
         if "periodic" in kinds:
             parts.append("Only some sizes in a period are accepted; see the domain's bounds.")
-        if "inexact" in kinds:
-            parts.append("Some ops have no size rule, so the domain may be inexact.")
         return " ".join(parts)
 
 

@@ -70,10 +70,13 @@ def _conv(p: Propagator, call: Call, x: STensor, w: ops.Window) -> STensor:
             if w.output_size is None:
                 shape[d] = least + w.output_padding[i]
                 continue
-            # output_size picks one of the `s` sizes the transposed conv can give.
+            # output_size picks one of the `s` sizes the transposed conv can give; unpooling
+            # takes any size strictly within a stride of its default.
             shape[d] = out = Poly.of(w.output_size[i])
             kind = "merge" if out.vars - {BATCH} and least.vars - {BATCH} else "fixed"
             top = least + (s - 1)
+            if call.name == "max_unpool":
+                least = least - (s - 1)
             message = say(f"{p.name}: {desc} can give ", least, " to ", top, ", not ", out)
             p.require(kind, out, ">=", least, message)
             p.require(kind, out, "<=", top, message)
