@@ -99,6 +99,15 @@ def static_text(app: ShapetraceApp, selector: str) -> str:
     return console.file.getvalue()
 
 
+async def unfold(app: ShapetraceApp, pilot: Any) -> None:
+    """Step `d` through the depths back to everything expanded (the app opens folded)."""
+    await pilot.press("d")
+    while app.depth is not None:
+        await pilot.press("d")
+    await pilot.pause()
+    assert not app.collapsed
+
+
 def rows_inside(report: Report, group: str, depth: int | None = None) -> list[str]:
     """Names of the rows nested under module `group` (for checking the table independently)."""
     return [
@@ -134,6 +143,7 @@ async def test_tree_navigation_selects_the_same_row_in_the_table_and_details() -
     report = saved_report("resnet50", 448)
     app = ShapetraceApp(report)
     async with app.run_test(size=WIDE) as pilot:
+        await unfold(app, pilot)
         tree: Tree[int] = app.query_one("#tree", Tree)
         tree.focus()
         await pilot.pause()
@@ -161,6 +171,7 @@ async def test_collapsing_a_module_in_the_tree_hides_its_rows_in_the_table() -> 
     assert len(inside) > 30  # three bottlenecks and their layers
     app = ShapetraceApp(report)
     async with app.run_test(size=WIDE) as pilot:
+        await unfold(app, pilot)
         total = table_of(app).row_count
         assert total == len(build_rows(report))
         tree: Tree[int] = app.query_one("#tree", Tree)
@@ -207,7 +218,203 @@ async def test_filter_by_name_and_by_type() -> None:
         assert cell(app, "fc", "Params") == f"{2048 * 1000 + 1000:,}"
         await pilot.press("escape")
         await pilot.pause()
-        assert table_of(app).row_count == len(build_rows(report))
+        assert table_names(app) == [
+            app.outline.rows[i].name for i in app.outline.visible(app.collapsed)
+        ]
+
+
+# -- the first screen ---------------------------------------------------------------------------
+
+
+def _rows_in_view(table: DataTable[Text]) -> range:
+    """Indices of the table rows inside its viewport (rows are one line high)."""
+    height = table.scrollable_content_region.height - table.header_height
+    top = round(table.scroll_y)
+    return range(top, min(top + height, table.row_count))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+@run_async
+async def test_the_first_screen_shows_the_verdict_and_the_failing_node(
+    size: tuple[int, int],
+) -> None:
+    report = saved_report("codereview_resnet50", 448)
+    assert report.verdict and "Fix:" in report.verdict
+    app = ShapetraceApp(report)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        header = app.query_one("#header", Static)
+        # the whole verdict, fix included, in the header, and the header is not cut
+        assert report.verdict in static_text(app, "#header").replace("\n", " ")
+        content = header.content
+        assert isinstance(content, Text)
+        lines = content.wrap(app.console, header.content_region.width)
+        assert header.content_region.height == len(lines)
+        assert header.region.bottom <= app.query_one("#legend").region.y < size[1]
+        # the stages are folded, the layers around the answer open, the cursor on the break
+        table = table_of(app)
+        names = table_names(app)
+        assert names == [
+            "x",
+            *(f"layer_{i}" for i in range(1, 6)),
+            "avgpool",
+            "size",
+            "view",
+            "fc_layer",
+        ]
+        assert cursor_name(app) == "fc_layer"
+        shown = [names[i] for i in _rows_in_view(table)]
+        assert {"avgpool", "fc_layer"} <= set(shown)
+        assert cell(app, "fc_layer", "Input size") == "breaks"
+        assert cell(app, "avgpool", "Input size") == "bound"
+        assert "breaks" in static_text(app, "#details-body")
+        # one line says what the colours mean
+        legend = app.query_one("#legend", Static).content
+        assert isinstance(legend, Text) and "\n" not in legend.plain
+        assert "breaks" in legend.plain and "bound" in legend.plain
+
+
+def test_bound_and_breaks_have_different_colours() -> None:
+    report = saved_report("codereview_resnet50", 448)
+    outline = Outline.build(report)
+    by_name = {row.name: i for i, row in enumerate(outline.rows)}
+
+    def styles(name: str) -> set[str]:
+        cells = outline.cells(by_name[name], set())
+        return {str(span.style) for c in cells for span in c.spans} | {str(c.style) for c in cells}
+
+    assert "bold magenta" in styles("avgpool") and "bold red" not in styles("avgpool")
+    assert "bold red" in styles("fc_layer") and "bold magenta" not in styles("fc_layer")
+
+
+def test_a_node_the_failure_names_breaks_whatever_state_the_pass_gave_it() -> None:
+    report = saved_report("codereview_resnet50", 448)
+    data = report.to_dict()
+    for node in data["nodes"]:
+        if node["name"] == "fc_layer":
+            node["depends_on_input"] = "fixed"
+    outline = Outline.build(Report.from_dict(data))
+    assert [outline.rows[i].name for i in outline.visible(set(), "/breaks")] == ["fc_layer"]
+    # and a report whose sizing pass already says `breaks` reads the same
+    for node in data["nodes"]:
+        if node["name"] == "fc_layer":
+            node["depends_on_input"] = "breaks"
+    outline = Outline.build(Report.from_dict(data))
+    assert [outline.rows[i].name for i in outline.visible(set(), "breaks")] == ["fc_layer"]
+    assert [outline.rows[i].name for i in outline.visible(set(), "bound")] == ["avgpool"]
+
+
+@run_async
+async def test_filter_by_state_and_by_shape() -> None:
+    report = saved_report("codereview_resnet50", 448)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("slash", *"bound", "enter")
+        await pilot.pause()
+        assert table_names(app) == ["avgpool"]
+        await pilot.press("slash")
+        app.query_one("#filter", Input).value = "/breaks"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table_names(app) == ["fc_layer"]
+        assert "1 of" in static_text(app, "#filter-count")
+        # by shape, as the table prints it or as --input spells it
+        await pilot.press("slash")
+        app.query_one("#filter", Input).value = "131072"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table_names(app) == ["view"]
+        await pilot.press("slash")
+        app.query_one("#filter", Input).value = "1x2048x8x8"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table_names(app) == ["avgpool"]
+        fixed = [
+            r.name
+            for r in build_rows(report)
+            if r.kind != "group" and r.depends_on_input == "fixed"
+        ]
+        await pilot.press("slash")
+        app.query_one("#filter", Input).value = "fixed"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert table_names(app) == fixed and len(fixed) > 10
+
+
+# -- untrusted text ------------------------------------------------------------------------------
+
+MARKUP_NAME = "[link=https://x]a[/link]"
+ESCAPE_NAME = "evil\x1b]0;pwned\x07[bold]"
+
+
+def _hostile_report() -> Report:
+    nodes = [
+        Node("x", "placeholder", "x", None, "Input", [], [1, 3, 8, 8], "float32"),
+        Node(
+            MARKUP_NAME,
+            "call_module",
+            MARKUP_NAME,
+            MARKUP_NAME,
+            "[red]Conv",
+            ["x"],
+            None,
+            "float32",
+        ),
+        Node(ESCAPE_NAME, "call_function", "relu", None, "relu\x1b[2J", [MARKUP_NAME], None, None),
+    ]
+    from shapetrace.report import Failure
+
+    return Report(
+        source={"model": "[b]m[/b]\x1b]52;c;aGk=\x07", "input": ["1x3x8x8"], "family": "object"},
+        model="[b]m[/b]\x1b]52;c;aGk=\x07",
+        input=[1, 3, 8, 8],
+        nodes=nodes,
+        modules=[Module(MARKUP_NAME, "[red]Conv", 0, 1, None)],
+        totals={"params": 0, "trainable_params": 0, "param_bytes": 0, "buffers": 0},
+        failure=Failure(
+            MARKUP_NAME, MARKUP_NAME, "[red]Conv", [[1, 3, 8, 8]], f"{MARKUP_NAME}: \x1b[31m[/x]"
+        ),
+        verdict="[link=https://y]click[/link] \x1b]0;title\x07",
+    )
+
+
+def _no_markup_or_controls(text: Text) -> None:
+    assert "\x1b" not in text.plain and "\x07" not in text.plain
+    for span in text.spans:
+        assert "link" not in str(span.style)
+
+
+@run_async
+async def test_names_and_messages_show_literally_never_as_markup_or_escapes() -> None:
+    app = ShapetraceApp(_hostile_report())
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        await unfold(app, pilot)
+        table = table_of(app)
+        for i in range(table.row_count):
+            for value in table.get_row_at(i):
+                _no_markup_or_controls(value)
+        assert MARKUP_NAME in table_names(app)
+        assert "evil\\x1b]0;pwned\\x07[bold]" in table_names(app)
+        assert "[red]Conv" in [
+            str(v) for v in table.get_row_at(table_names(app).index(MARKUP_NAME))
+        ]
+        tree: Tree[int] = app.query_one("#tree", Tree)
+        labels = [node.label for node in app._tree_nodes.values()] + [tree.root.label]
+        for label in labels:
+            _no_markup_or_controls(label)
+        assert any(MARKUP_NAME in label.plain for label in labels)
+        for selector in ("#header", "#details-body", "#status"):
+            content = app.query_one(selector, Static).content
+            assert isinstance(content, Text), selector
+            _no_markup_or_controls(content)
+        header = static_text(app, "#header")
+        assert "[b]m[/b]\\x1b]52;c;aGk=\\x07" in header
+        assert "[link=https://y]click[/link] \\x1b]0;title\\x07" in header
+        await pilot.press("n")
+        await pilot.pause()
+        details = static_text(app, "#details-body")
+        assert f"{MARKUP_NAME}: \\x1b[31m[/x]" in details
 
 
 # -- jumps -------------------------------------------------------------------------------------
@@ -220,9 +427,8 @@ async def test_n_jumps_to_the_bound_nodes_of_codereview_resnet50() -> None:
     assert bound == ["avgpool", "fc_layer"]
     app = ShapetraceApp(report)
     async with app.run_test(size=WIDE) as pilot:
-        await pilot.press("n")
         await pilot.pause()
-        assert cursor_name(app) == bound[0]
+        assert cursor_name(app) == bound[0]  # it opens on the first bound node
         for name in bound[1:]:
             await pilot.press("n")
             await pilot.pause()
@@ -267,6 +473,8 @@ async def test_not_reached_nodes_are_marked_and_n_opens_the_group_that_breaks() 
     app = ShapetraceApp(report)
     async with app.run_test(size=WIDE) as pilot:
         await pilot.pause()
+        assert cursor_name(app) == "block2.conv"  # it opens on the break
+        await unfold(app, pilot)
         shapes = [cell(app, f"block{i}.conv", "Output shape") for i in range(6)]
         assert shapes[:2] == ["(1, 8, 32, 32)", "(1, 8, 32, 32)"]
         assert shapes[2] == "✗ breaks here"
@@ -290,6 +498,7 @@ async def test_d_cycles_the_depth_and_keeps_the_selection_inside() -> None:
     report = saved_report("resnet50", 448)
     app = ShapetraceApp(report)
     async with app.run_test(size=WIDE) as pilot:
+        await unfold(app, pilot)
         await pilot.press("slash", *"layer4.1.conv2", "enter", "escape")
         await pilot.pause()
         assert table_of(app).row_count == len(build_rows(report))
@@ -326,13 +535,24 @@ async def test_changing_the_input_from_224_to_448_shows_the_failure() -> None:
         await pilot.pause()
         assert app.report is not None, static_text(app, "#status")
         assert app.report.input == [1, 3, 448, 448], static_text(app, "#status")
-        # 448 / 32 = 14, and AvgPool2d(7, 1) leaves 14 - 7 + 1 = 8 per side
-        assert cell(app, "avgpool", "Output shape") == "(1, 2048, 8, 8)"
+        # 448 / 32 = 14, and AvgPool2d(7, 1) leaves 14 - 7 + 1 = 8 per side; the rows that
+        # changed are marked, the others not
+        assert cell(app, "avgpool", "Output shape") == "Δ (1, 2048, 8, 8)"
         assert cell(app, "fc_layer", "Output shape") == "✗ breaks here"
+        assert cell(app, "fc_layer", "Input size") == "breaks"
+        assert cell(app, "size", "Output shape") == "= 1"  # the batch size did not change
+        changed = app.outline.changed if app.outline else set()
+        assert {"x", "layer_5", "avgpool", "view", "fc_layer"} <= changed
+        assert "size" not in changed
         assert cursor_name(app) == "avgpool"  # the selection survives the update
-        assert "rejected at fc_layer" in static_text(app, "#status")
+        status = static_text(app, "#status")
+        assert "rejected at fc_layer" in status
+        assert f"Δ {len(changed)} rows changed from 1x3x224x224" in status
+        assert "Δ changed" in static_text(app, "#legend")
+        assert "changed since the last input size" in static_text(app, "#details-body")
         header = static_text(app, "#header")
-        assert "Breaks: fc_layer: Linear(2048 -> 2) received 131072 features" in header
+        # the verdict names the break (so no separate Breaks line), the sizes that work, the fix
+        assert "fc_layer: Linear(2048 -> 2) received 131072 features" in header
         # the failure, the sizes that work and the fix
         assert f"Accepts: {domain_text(app.report)}" in header
         assert app.report.verdict and "Fix:" in app.report.verdict
@@ -348,10 +568,57 @@ async def test_an_invalid_input_shows_one_line_and_analyses_nothing() -> None:
         await pilot.press("i", *"1x3x", "enter")
         await pilot.pause()
         status = static_text(app, "#status")
-        assert status.startswith("✗ malformed --input '1x3x'")
-        assert "\n" not in status
+        assert status.startswith("✗ malformed input '1x3x'")
+        assert "\n" not in status and "--" not in status  # no command-line flag in the TUI
         assert len(app.workers) == 0
         assert app.report is report
+        # the keys go back to the table, the field shows the analysed size again
+        assert app.focused is table_of(app)
+        assert app.query_one("#size", Input).value == "1x3x224x224"
+        await pilot.press("n")  # a binding, not a letter typed into the field
+        await pilot.pause()
+        assert cursor_name(app) == "fc_layer"
+
+
+@run_async
+async def test_the_first_digit_typed_after_i_is_kept() -> None:
+    # `i` and the digits arrive in one burst, as from a fast typist or a paste.
+    report = saved_report("codereview_resnet50", 224)
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("i", "4", "4", "8")
+        assert app.query_one("#size", Input).value == "448"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.query_one("#size", Input).value == "1x3x224x224"
+
+
+@run_async
+async def test_a_model_named_on_the_command_line_is_analysed_again_at_a_new_size() -> None:
+    # `shapetrace tests/data/user_models.py:TinyNet --tui`: the user named the file, so a new
+    # size rebuilds it from the request (a report naming a file is never re-run: see below).
+    request = {
+        "model": "tests/data/user_models.py:TinyNet",
+        "input": "1x3x32x32",
+        "model_args": {},
+        "train": False,
+    }
+    app = ShapetraceApp(request=request)
+    async with app.run_test(size=WIDE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.report is not None and app.report.input == [1, 3, 32, 32]
+        assert not app.query_one("#size", Input).disabled
+        await pilot.press("i", *"1x3x64x64", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.report.input == [1, 3, 64, 64], static_text(app, "#status")
+        assert app.report.model == app.previous.model if app.previous else False
+        # the same report opened alone (shapetrace show) is read-only: no code of a report's
+        # choosing runs
+        alone = ShapetraceApp(app.report)
+        assert alone._blocker(app.report) is not None
+        assert "command line" in (rebuild_blocker(app.report.source) or "")
 
 
 @run_async
@@ -360,8 +627,9 @@ async def test_a_report_of_a_live_module_has_a_read_only_input() -> None:
     data["source"] = {**data["source"], "model": "ResNet", "family": "object"}
     report = Report.from_dict(data)
     assert rebuild_blocker(report.source) is not None
-    assert rebuild_blocker({"model": "tests/data/user_models.py:Net"}) is None
-    assert "not here" in (rebuild_blocker({"model": "missing/net.py:Net"}) or "")
+    assert rebuild_blocker({"model": "resnet50"}) is None
+    assert "command line" in (rebuild_blocker({"model": "tests/data/user_models.py:Net"}) or "")
+    assert "command line" in (rebuild_blocker({"model": "pkg.mod:Net"}) or "")
     app = ShapetraceApp(report)
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("i")
@@ -402,7 +670,7 @@ async def test_export_writes_markdown_json_and_svg_of_the_current_view(
         assert [n.name for n in saved.nodes] == [n.name for n in report.nodes]
         assert saved.failure == report.failure
         await _export(app, pilot, "view.txt")
-        assert "use a .svg, .md or .json name" in static_text(app, "#status")
+        assert "use a .svg, .png, .pdf, .dot, .md or .json name" in static_text(app, "#status")
         if diagrams_available():
             await _export(app, pilot, "view.svg")
             status = static_text(app, "#status")
@@ -516,9 +784,13 @@ def test_snapshot_resnet50_main_screen(snap_compare: Any) -> None:
     assert snap_compare(ShapetraceApp(saved_report("resnet50", 448)), terminal_size=WIDE)
 
 
-def test_snapshot_codereview_resnet50_breaking_at_80x24(snap_compare: Any) -> None:
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+def test_snapshot_codereview_resnet50_first_screen_at_448(
+    snap_compare: Any, size: tuple[int, int]
+) -> None:
+    # what `shapetrace codereview_resnet50 --input 448 --tui` opens on, no key pressed
     app = ShapetraceApp(saved_report("codereview_resnet50", 448))
-    assert snap_compare(app, press=["n"], terminal_size=(80, 24))
+    assert snap_compare(app, terminal_size=size)
 
 
 def test_snapshot_codereview_resnet50_bound_nodes(snap_compare: Any) -> None:

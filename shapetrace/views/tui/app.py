@@ -7,7 +7,11 @@ imports torch: the worker does, lazily, after the window has painted.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
+import re
+import sys
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -22,10 +26,24 @@ from textual.worker import get_current_worker
 
 from shapetrace.errors import ShapetraceError, UsageError
 from shapetrace.report import Report
+from shapetrace.safetext import plain
 from shapetrace.views.tree import build_rows
-from shapetrace.views.tui.details import depth_text, details_text, header_text, loading_header
-from shapetrace.views.tui.export import default_name, export
-from shapetrace.views.tui.outline import FAILED_STYLE, Outline, depth_cycle
+from shapetrace.views.tui.details import (
+    depth_text,
+    details_text,
+    header_text,
+    legend_text,
+    loading_header,
+    totals_text,
+)
+from shapetrace.views.tui.export import SUFFIXES, default_name, export
+from shapetrace.views.tui.outline import (
+    CHANGED_MARK,
+    CHANGED_STYLE,
+    FAILED_STYLE,
+    Outline,
+    depth_cycle,
+)
 from shapetrace.views.tui.request import (
     analyse,
     input_text,
@@ -53,6 +71,12 @@ def fitting_depth(report: Report) -> int | None:
     return depth
 
 
+def tui_message(message: str) -> str:
+    """An error worded for the explorer: one line, no control characters, and no command-line
+    flag (`malformed --input '1x3x'` -> `malformed input '1x3x'`)."""
+    return re.sub(r"--input\b", "input", plain(message).splitlines()[0] if message else "")
+
+
 class ShapetraceApp(App[None]):
     """Explore one model's report; change the input size and watch what changes or breaks."""
 
@@ -78,12 +102,12 @@ class ShapetraceApp(App[None]):
     ]
     # What each shown binding does, at more length than the footer has room for.
     KEY_HELP: ClassVar[dict[str, str]] = {
-        "filter": "filter rows by name or type; escape clears",
+        "filter": "filter by name, type or shape; bound, breaks, scales, fixed by state",
         "next_target": "jump to the next bound or failing node",
         "previous_target": "jump to the previous bound or failing node",
         "cycle_depth": "depth: all, then modules collapsed at 1, 2, ...",
         "edit_input": "edit the input size; enter re-analyses",
-        "export": "export this view: .svg, .md or .json",
+        "export": f"export this view: {SUFFIXES}",
         "toggle_tree": "show or hide the module tree",
         "help": "this help",
         "quit": "quit",
@@ -96,7 +120,10 @@ class ShapetraceApp(App[None]):
         if report is None and request is None:
             raise ValueError("give a report or an analysis request")
         self.report: Report | None = report
+        # A request means the user named the model on the command line: a new size rebuilds it
+        # from that request. A report opened alone is data, re-analysed by name only.
         self.request = request
+        self.previous: Report | None = None  # the report shown before the last size change
         self.error: BaseException | None = None
         self.outline: Outline | None = None
         self.depth: int | None = None
@@ -113,13 +140,15 @@ class ShapetraceApp(App[None]):
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="header")
+        yield Static(id="totals")
+        yield Static(legend_text(), id="legend")
         with Horizontal(id="inputbar"):
             yield Label("Input ", id="input-label")
             yield Input(id="size", compact=True, placeholder="1x3x224x224")
             yield Static(id="status")
         with Horizontal(id="filterbar"):
             yield Label("Filter ", id="filter-label")
-            yield Input(id="filter", compact=True, placeholder="name or type")
+            yield Input(id="filter", compact=True, placeholder="name, type, shape or state")
             yield Static(id="filter-count")
         with Horizontal(id="main"):
             tree: Tree[RowIndex] = Tree("model", id="tree")
@@ -139,7 +168,7 @@ class ShapetraceApp(App[None]):
             return
         assert self.request is not None
         inputs = input_text(self.request.get("input"))
-        self.query_one("#header", Static).update(loading_header(self.request["model"], inputs))
+        self.query_one("#header", Static).update(loading_header(str(self.request["model"]), inputs))
         size = self.query_one("#size", Input)
         size.value = inputs
         size.disabled = True
@@ -175,53 +204,96 @@ class ShapetraceApp(App[None]):
             message = str(outcome)
         else:
             message = f"internal error: {type(outcome).__name__}: {outcome}"
-        self._set_status(Text("✗ " + message, style=FAILED_STYLE))
+        self._set_status(Text("✗ " + tui_message(message), style=FAILED_STYLE))
 
     @on(Input.Submitted, "#size")
     def _size_submitted(self, event: Input.Submitted) -> None:
         if self.report is None:
             return
         text = event.value.strip()
+        table = self.query_one("#table")
         try:
             validate_input(text)
         except UsageError as exc:
-            self._set_status(Text("✗ " + str(exc), style=FAILED_STYLE))
+            # Say why in the status line, give the keys back to the table (`i` edits again),
+            # and show the size that is analysed.
+            self._set_status(Text("✗ " + tui_message(str(exc)), style=FAILED_STYLE))
+            event.input.value = self._input_shown()
+            self.screen.set_focus(table)
             return
-        blocker = rebuild_blocker(self.report.source)
+        blocker = self._blocker(self.report)
         if blocker:
-            self._set_status(Text(blocker, style="dim"))
+            self._set_status(Text(plain(blocker), style="dim"))
             return
-        self._set_status(Text(f"analysing {text}…", style="italic"))
-        self._analyse(request_for(self.report, text))
-        self.query_one("#table").focus()
+        self._set_status(Text(f"analysing {plain(text)}…", style="italic"))
+        if self.request is not None:
+            request = dict(self.request, input=text)
+        else:
+            request = request_for(self.report, text)
+        self._analyse(request)
+        self.screen.set_focus(table)
+
+    def _blocker(self, report: Report) -> str | None:
+        """Why a new size cannot be analysed here (None when it can)."""
+        if self.request is not None:
+            return None  # the user named this model on the command line
+        return rebuild_blocker(report.source)
+
+    def _input_shown(self) -> str:
+        if self.report is None:
+            return ""
+        return input_text(self.report.source.get("input")) or "x".join(map(str, self.report.input))
 
     # -- showing a report ----------------------------------------------------------------
     def _show(self, report: Report) -> None:
-        """Show `report`, keeping the selected row, the collapsed groups and the filter."""
+        """Show `report`, keeping the selected row, the collapsed groups and the filter.
+
+        The first report opens on the answer: modules without a bound or failing node folded,
+        the cursor on the failing node (else the first bound one). A later one (a new size)
+        marks the rows whose shape or state changed."""
         keep = self._selection_key()
-        if self.outline is None and self.depth is None:
+        first = self.outline is None
+        if first and self.depth is None:
             self.depth = fitting_depth(report)
+        self.previous = None if first or self.report is None else self.report
         self.report = report
-        self.outline = Outline.build(report, self.depth)
+        self.outline = Outline.build(report, self.depth, self.previous)
+        if first:
+            self.collapsed = self.outline.answer_collapsed()
         self._update_header()
         size = self.query_one("#size", Input)
-        size.value = input_text(report.source.get("input")) or "x".join(map(str, report.input))
-        blocker = rebuild_blocker(report.source)
+        size.value = self._input_shown()
+        blocker = self._blocker(report)
         size.disabled = blocker is not None
-        size.tooltip = blocker
+        size.tooltip = Text(plain(blocker)) if blocker else None
+        status = Text()
         if blocker:
-            self._set_status(Text(blocker, style="dim"))
+            status.append(plain(blocker), style="dim")
         elif report.failure is not None:
-            self._set_status(
-                Text(f"✗ rejected at {report.failure.node} · n jumps there", style=FAILED_STYLE)
+            status.append(
+                f"✗ rejected at {plain(report.failure.node)} · n jumps there", style=FAILED_STYLE
             )
         else:
-            self._set_status(Text(f"✓ {len(report.nodes)} nodes", style="green"))
+            status.append(f"✓ {len(report.nodes)} nodes", style="green")
+        if self.previous is not None:
+            before = "x".join(map(str, self.previous.input))
+            status.append(
+                f" · {CHANGED_MARK}{len(self.outline.changed)} rows changed from {before}",
+                style=CHANGED_STYLE,
+            )
+        self._set_status(status)
+        if first:
+            self._build_tree()
+            self._fill_table(self.outline.first_target() or 0)
+            return
         self._rebuild(keep)
 
     def _update_header(self) -> None:
-        assert self.report is not None
-        self.query_one("#header", Static).update(header_text(self.report, self.depth))
+        assert self.report is not None and self.outline is not None
+        folded = bool(self.collapsed) and self.depth is None
+        self.query_one("#header", Static).update(header_text(self.report, self.depth, folded))
+        self.query_one("#totals", Static).update(totals_text(self.report))
+        self.query_one("#legend", Static).update(legend_text(bool(self.outline.changed)))
 
     def _selection_key(self) -> tuple[str, str] | None:
         if self.outline is None or self.selected is None:
@@ -241,7 +313,7 @@ class ShapetraceApp(App[None]):
         outline = self.outline
         tree: Tree[RowIndex] = self.query_one("#tree", Tree)
         tree.clear()
-        tree.root.set_label(Text(self.report.model, style="bold"))
+        tree.root.set_label(Text(plain(self.report.model), style="bold"))
         tree.root.expand()
         self._tree_nodes = {}
         stack: list[tuple[TreeNode[RowIndex], int]] = [
@@ -369,6 +441,7 @@ class ShapetraceApp(App[None]):
         else:
             self.collapsed.discard(name)
         self._fill_table(self.selected)
+        self._update_header()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter (or a click on the highlighted row) toggles a group, as in the tree."""
@@ -458,18 +531,20 @@ class ShapetraceApp(App[None]):
         cycle = depth_cycle(self.report)
         position = cycle.index(self.depth) if self.depth in cycle else 0
         self.depth = cycle[(position + 1) % len(cycle)]
+        self.collapsed = set()  # a depth is an explicit choice: nothing else folded
         keep = self._selection_key()
-        self.outline = Outline.build(self.report, self.depth)
+        self.outline = Outline.build(self.report, self.depth, self.previous)
         self._update_header()
         self._rebuild(keep)
 
     def action_edit_input(self) -> None:
         size = self.query_one("#size", Input)
         if size.disabled:
-            reason = str(size.tooltip) if size.tooltip else "analysing…"
-            self._set_status(Text(reason, style="dim"))
+            reason = size.tooltip if isinstance(size.tooltip, Text) else Text("analysing…")
+            self._set_status(Text(reason.plain, style="dim"))
             return
-        size.focus()
+        # Focus now, not after a refresh: the digits typed right after `i` go to the field.
+        self.screen.set_focus(size)
 
     def action_export(self) -> None:
         if self.report is None:
@@ -482,9 +557,10 @@ class ShapetraceApp(App[None]):
             try:
                 fmt = export(report, path, depth)
             except (ShapetraceError, OSError) as exc:
-                self._set_status(Text(f"✗ export failed: {exc}", style=FAILED_STYLE))
+                message = f"✗ export failed: {tui_message(str(exc))}"
+                self._set_status(Text(message, style=FAILED_STYLE))
                 return
-            self._set_status(Text(f"✓ wrote {path} ({fmt})", style="green"))
+            self._set_status(Text(f"✓ wrote {plain(path)} ({fmt})", style="green"))
 
         self.push_screen(ExportScreen(default_name(report, depth), depth_text(depth)), write)
 
@@ -509,13 +585,23 @@ def run_tui(
     """Open the explorer on `report`, or on the analysis `request` (painted before it runs).
 
     `request` is `{"model": spec, "input": "1x3x448x448" | None, "model_args": {...},
-    "train": bool}`. A malformed input raises UsageError before the window opens; if the first
+    "train": bool}`, the model the user named. A malformed input, or no terminal to draw on
+    (stdin or stdout not a tty), raises UsageError before the window opens; if the first
     analysis fails, the window closes and its error is raised here. Returns the report shown
     last (None if the window closed before one arrived), so a caller can choose its exit code.
     """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "the explorer needs a terminal (stdin and stdout are not both a tty); "
+            "leave out --tui to print the report"
+        )
     if request is not None and request.get("input"):
         validate_input(input_text(request["input"]))
     app = ShapetraceApp(report, request=request)
+    # Once torch is loaded, the interpreter's final garbage collection walks millions of its
+    # objects (about 2 s after `q`); objects frozen at exit are skipped, so the shell is back at
+    # once. Only at exit: a caller that keeps running is not affected.
+    atexit.register(gc.freeze)
     app.run()
     if app.error is not None:
         raise app.error

@@ -8,20 +8,24 @@ from rich.text import Text
 
 from shapetrace.domain import domain_text
 from shapetrace.report import Node, Report, format_shape
-from shapetrace.views.summary import diagnosis_lines, heading, totals_lines
-from shapetrace.views.tree import FAILED, NOT_REACHED, format_params, shape_text
+from shapetrace.safetext import plain
+from shapetrace.views.summary import heading, totals_lines
+from shapetrace.views.tree import NOT_REACHED, format_params, shape_text
 from shapetrace.views.tui.outline import (
+    BOUND,
+    BREAKS,
+    CHANGED_MARK,
+    CHANGED_STYLE,
     DEPENDENCE_STYLE,
     FAILED_STYLE,
+    FIXED,
     NOT_REACHED_STYLE,
+    SCALES,
+    STATE_MEANING,
     Outline,
+    row_state,
 )
 
-_DEPENDENCE_MEANING = {
-    "bound": "limits which input sizes work",
-    "scales": "changes with the input size",
-    "fixed": "the same at every accepted size",
-}
 _AXES = {1: ("L",), 2: ("H", "W"), 3: ("T", "H", "W")}
 _LABEL_WIDTH = 11
 
@@ -30,33 +34,61 @@ def depth_text(depth: int | None) -> str:
     return "all" if depth is None else str(depth)
 
 
-def header_text(report: Report, depth: int | None) -> Text:
-    """Model, input, depth; then the break, the accepted domain and the verdict; then totals."""
+def header_text(report: Report, depth: int | None, folded: bool = False) -> Text:
+    """Model, input, depth; then the break, the verdict (which says how to fix it) and the
+    accepted sizes, every line of them: this is the answer the first screen leads with."""
     text = Text()
-    text.append(heading(report), style="bold")
-    text.append(f" · depth {depth_text(depth)}", style="dim")
-    for line in diagnosis_lines(report):
+    text.append(plain(heading(report)), style="bold")
+    if not folded:  # folded to the answer: the table's ▸ marks say so
+        text.append(f" · depth {depth_text(depth)}", style="dim")
+    failure = report.failure
+    verdict = report.verdict or ""
+    if failure is not None and failure.message not in verdict:
         text.append("\n")
-        if line.startswith("Breaks"):
-            text.append("✗ " + line, style=FAILED_STYLE)
-        elif line.startswith("Verdict"):
-            text.append(line, style="bold")
-        else:
-            text.append(line)
-    if report.failure is None and not report.verdict:
+        text.append("✗ Breaks: " + plain(failure.message), style=FAILED_STYLE)
+    if verdict:
+        text.append("\n")
+        text.append("Verdict: ", style="bold")
+        text.append(plain(verdict), style="bold red" if failure is not None else "bold")
+    domain = domain_text(report)
+    if domain:
+        text.append("\n")
+        text.append("Accepts: ", style="bold")
+        text.append(plain(domain))
+    if failure is None and not verdict:
         text.append("\n")
         text.append("✓ runs at this input", style="green")
-    for line in totals_lines(report):
-        text.append("\n")
-        text.append(line, style="dim")
+    return text
+
+
+def totals_text(report: Report) -> Text:
+    """Parameter and cost totals, dead modules (shown when the terminal is tall enough)."""
+    return Text("\n".join(plain(line) for line in totals_lines(report)), style="dim")
+
+
+def legend_text(changed: bool = False) -> Text:
+    """One line naming the colours of the Input size states (and the change mark)."""
+    text = Text()
+    for state, words in (
+        (BREAKS, "✗ breaks here"),
+        (BOUND, "bound: limits the input size"),
+        (SCALES, "scales"),
+        (FIXED, "fixed"),
+    ):
+        if text:
+            text.append(" · ", style="dim")
+        text.append(words, style=DEPENDENCE_STYLE[state])
+    if changed:
+        text.append(" · ", style="dim")
+        text.append(CHANGED_MARK + "changed", style=CHANGED_STYLE)
     return text
 
 
 def loading_header(model: str, inputs: str) -> Text:
     """What the header says while the first analysis runs."""
     text = Text()
-    text.append(model, style="bold")
-    text.append(f" · input {inputs or 'default'}")
+    text.append(plain(model), style="bold")
+    text.append(f" · input {plain(inputs) or 'default'}")
     text.append("\nAnalysing… (importing torch takes a few seconds)", style="italic")
     return text
 
@@ -68,7 +100,7 @@ def _line(text: Text, label: str, value: str | Text, style: str = "") -> None:
     if isinstance(value, Text):
         text.append_text(value)
     else:
-        text.append(value, style=style)
+        text.append(plain(value), style=style)
 
 
 def _names(names: list[str], limit: int = 12) -> str:
@@ -118,25 +150,45 @@ def _coverage(node: Node) -> str | None:
 def _bounds_for(report: Report, names: set[str]) -> list[str]:
     bounds = (report.domain or {}).get("bounds") or []
     return [
-        f"{b.get('axis', '?')}: {b.get('constraint', '')}"
+        plain(f"{b.get('axis', '?')}: {b.get('constraint', '')}")
         for b in bounds
         if isinstance(b, dict) and b.get("node") in names
     ]
 
 
 def details_text(outline: Outline, index: int) -> Text:
-    """Everything known about one row: where it sits, what feeds it, its shape, field, cost."""
+    """Everything known about one row: why it breaks or limits the size first, then where it
+    sits, what feeds it, its shape, field and cost."""
     report = outline.report
     row = outline.rows[index]
-    title = Text(row.name, style="bold")
-    title.append(f"  {row.type}")
+    title = Text(plain(row.name), style="bold")
+    title.append(f"  {plain(row.type)}")
     if row.node is not None:
-        title.append(f" · {row.node.op}", style="dim")
+        title.append(f" · {plain(row.node.op)}", style="dim")
     elif row.module is not None:
         title.append(" · module" + (" (collapsed)" if row.kind == "collapsed" else ""), style="dim")
     body = Text()
     members = outline.members(index)
     inside = set(members)
+    failure = report.failure
+    breaks_here = failure is not None and failure.node in inside
+    if failure is not None and breaks_here:
+        _line(body, "breaks", failure.message, FAILED_STYLE)
+        received = ", ".join(format_shape(s) for s in failure.input_shapes)
+        _line(body, "received", received or "-", FAILED_STYLE)
+    elif failure is not None and row.status == NOT_REACHED:
+        _line(body, "", f"not reached: the model breaks earlier, at {failure.node}", "dim")
+    state = row_state(row)
+    if state:
+        meaning = f"{state}: {STATE_MEANING.get(state, '')}"
+        _line(body, "input size", meaning, DEPENDENCE_STYLE.get(state, ""))
+    for bound in _bounds_for(report, inside | {row.name}):
+        _line(body, "limits", bound, DEPENDENCE_STYLE[BOUND])
+    if breaks_here or state == BOUND:
+        domain = domain_text(report)
+        if domain:
+            _line(body, "accepts", domain)
+    _shape_lines(body, outline, index)
     if row.node is not None:
         node = row.node
         _line(body, "module", node.module or "-")
@@ -151,15 +203,6 @@ def details_text(outline: Outline, index: int) -> Text:
         users = _unique(u for m in members for u in outline.users.get(m, []) if u not in inside)
     _line(body, "inputs", _names(inputs))
     _line(body, "users", _names(users))
-    _shape_lines(body, outline, index)
-    failure = report.failure
-    breaks_here = failure is not None and failure.node in inside
-    if failure is not None and breaks_here:
-        _line(body, "breaks", failure.message, FAILED_STYLE)
-        received = ", ".join(format_shape(s) for s in failure.input_shapes)
-        _line(body, "received", received or "-", FAILED_STYLE)
-    elif failure is not None and row.status == NOT_REACHED:
-        _line(body, "", f"not reached: the model breaks earlier, at {failure.node}", "dim")
     rf = row.rf
     if rf:
         _line(body, "RF", rf_axes(rf))
@@ -172,19 +215,6 @@ def details_text(outline: Outline, index: int) -> Text:
     macs = getattr(source, "macs", None)
     if macs is not None:
         _line(body, "MACs", f"{macs:,}")
-    dep = row.depends_on_input
-    if dep:
-        meaning = f"{dep}: {_DEPENDENCE_MEANING.get(dep, '')}"
-        _line(body, "input size", meaning, DEPENDENCE_STYLE.get(dep, ""))
-    for bound in _bounds_for(report, inside | {row.name}):
-        _line(body, "limits", bound, DEPENDENCE_STYLE["bound"])
-    if breaks_here or dep == "bound":
-        # Where the model breaks or is bound, say which sizes work and how to fix it.
-        domain = domain_text(report)
-        if domain:
-            _line(body, "accepts", domain)
-        if report.verdict:
-            _line(body, "verdict", report.verdict, "bold")
     text = Text()
     text.append_text(title)
     text.append("\n")
@@ -194,7 +224,8 @@ def details_text(outline: Outline, index: int) -> Text:
 
 def _shape_lines(body: Text, outline: Outline, index: int) -> None:
     row = outline.rows[index]
-    if row.status == FAILED and row.kind != "group":
+    state = row_state(row)
+    if state == BREAKS and row.shape is None:
         _line(body, "shape", "✗ breaks here", FAILED_STYLE)
     elif row.status == NOT_REACHED:
         _line(body, "shape", "not reached", NOT_REACHED_STYLE)
@@ -202,7 +233,9 @@ def _shape_lines(body: Text, outline: Outline, index: int) -> None:
         shape = shape_text(row)
         if row.node is not None and row.node.dtype:
             shape += f"  {row.node.dtype}"
-        _line(body, "shape", shape, DEPENDENCE_STYLE.get(row.depends_on_input or "", ""))
+        _line(body, "shape", shape, DEPENDENCE_STYLE.get(state or "", ""))
+    if row.name in outline.changed:
+        _line(body, "", CHANGED_MARK + "changed since the last input size", CHANGED_STYLE)
     formula = row.node.shape_formula if row.node is not None else None
     if formula:
         _line(body, "formula", "(" + ", ".join(formula) + ")")

@@ -1,4 +1,5 @@
-"""Writing the current view to a file: an SVG diagram, Markdown, or the JSON report."""
+"""Writing the current view to a file: a diagram (SVG, PNG, PDF, DOT), Markdown, or the JSON
+report. Every file is written atomically (a temporary file beside it, renamed into place)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import re
 from pathlib import Path
 
 from shapetrace.errors import UsageError
+from shapetrace.outputs import write_text
 from shapetrace.report import Report
 from shapetrace.views.markdown import render as render_markdown
 
-FORMATS = {".svg": "svg", ".md": "markdown", ".markdown": "markdown", ".json": "json"}
+DIAGRAM_FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot"}
+FORMATS = {**DIAGRAM_FORMATS, ".md": "markdown", ".markdown": "markdown", ".json": "json"}
+SUFFIXES = ".svg, .png, .pdf, .dot, .md or .json"
 
 
 def diagrams_available() -> bool:
@@ -34,14 +38,14 @@ def export(report: Report, path: str | Path, depth: int | None) -> str:
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise UsageError(f"{path.name}: use a .svg, .md or .json name")
-    if fmt == "svg":
+        raise UsageError(f"{path.name}: use a {SUFFIXES} name")
+    if fmt in DIAGRAM_FORMATS.values():
         if not diagrams_available():
-            raise UsageError("SVG export needs the diagram view; save as .md or .json")
+            raise UsageError(f"{fmt.upper()} export needs the diagram view; save as .md or .json")
         from shapetrace.views.dot import write_diagram
 
-        write_diagram(report, str(path), "svg", depth=depth)
+        write_diagram(report, str(path), fmt, depth=depth)
         return fmt
     text = render_markdown(report, depth) if fmt == "markdown" else report.to_json()
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    write_text(path, text if text.endswith("\n") else text + "\n")
     return fmt

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 
 from shapetrace.report import Node, Report
+from shapetrace.safetext import plain
 from shapetrace.views.tree import (
     FAILED,
     NOT_REACHED,
@@ -22,13 +23,42 @@ from shapetrace.views.tree import (
     build_rows,
     cell_text,
     columns_for,
+    shape_text,
 )
 
-BOUND = "bound"
-# Bound nodes stand out; scaling and fixed shapes get calmer, distinct colours (as in the table).
-DEPENDENCE_STYLE = {BOUND: "bold magenta", "scales": "cyan", "fixed": "green"}
+# How a row depends on the input size. `breaks` is the node the report's failure names (also
+# when the sizing pass has not marked it so itself); `bound` nodes limit which sizes work.
+BREAKS, BOUND, SCALES, FIXED = "breaks", "bound", "scales", "fixed"
+STATES = (BREAKS, BOUND, SCALES, FIXED)
 FAILED_STYLE = "bold red"
+# The break and the bound nodes stand out, each in its own colour; scaling and fixed shapes get
+# calmer, distinct ones (the diagram uses the same hues).
+DEPENDENCE_STYLE = {BREAKS: FAILED_STYLE, BOUND: "bold magenta", SCALES: "cyan", FIXED: "green"}
 NOT_REACHED_STYLE = "dim"
+CHANGED_MARK = "Δ "
+CHANGED_STYLE = "bold yellow"
+STATE_MEANING = {
+    BREAKS: "fails here at this input",
+    BOUND: "limits which input sizes work",
+    SCALES: "changes with the input size",
+    FIXED: "the same at every accepted size",
+}
+
+
+def row_state(row: Row) -> str | None:
+    """breaks, bound, scales, fixed (or None) for one row; a group is never `breaks` itself."""
+    if row.kind != "group" and (row.status == FAILED or row.depends_on_input == BREAKS):
+        return BREAKS
+    dep = row.depends_on_input
+    return BOUND if dep == BREAKS else dep
+
+
+def _shape_forms(row: Row) -> str:
+    """The shape as the table shows it and as `--input` spells it, lower case, for the filter."""
+    text = shape_text(row)
+    if isinstance(row.shape, list) and all(isinstance(d, int) for d in row.shape):
+        text += " " + "x".join(map(str, row.shape))
+    return text.lower()
 
 
 @dataclass
@@ -44,10 +74,17 @@ class Outline:
     by_name: dict[str, Node] = field(default_factory=dict)
     # The table views' columns: the analyses that ran get theirs.
     columns: list[Column] = field(default_factory=list)
+    # Rows whose shape or state differs from the report shown before (after a size change).
+    changed: set[str] = field(default_factory=set)
 
     @classmethod
-    def build(cls, report: Report, depth: int | None = None) -> Outline:
-        """Rows in graph order; a row's parent is the nearest group row above it, one level up."""
+    def build(
+        cls, report: Report, depth: int | None = None, previous: Report | None = None
+    ) -> Outline:
+        """Rows in graph order; a row's parent is the nearest group row above it, one level up.
+
+        With `previous` (the report shown before a size change), rows whose output shape or
+        state differs from the same node's or module's there are marked as changed."""
         rows = build_rows(report, depth)
         parents: list[int | None] = []
         children: dict[int | None, list[int]] = {None: []}
@@ -74,6 +111,7 @@ class Outline:
             users,
             by_name,
             _tui_order(columns_for(report, rows)),
+            _changed(rows, previous, depth) if previous is not None else set(),
         )
 
     # -- nesting -------------------------------------------------------------------------
@@ -110,14 +148,27 @@ class Outline:
 
     # -- what is shown -------------------------------------------------------------------
     def visible(self, collapsed: set[str], query: str = "") -> list[int]:
-        """Rows shown in the table: those matching `query` (name or type), else those whose
-        enclosing groups are all expanded."""
+        """Rows shown in the table: those matching `query`, else those whose enclosing groups
+        are all expanded.
+
+        A query that is a state (`bound`, `breaks`, `scales`, `fixed`, with or without a leading
+        `/`) keeps the layers in that state; any other text matches names, types and shapes
+        (`14, 14` or `1x2048x14x14`)."""
         needle = query.strip().lower()
+        if needle.removeprefix("/") in STATES:
+            state = needle.removeprefix("/")
+            return [
+                i
+                for i, row in enumerate(self.rows)
+                if row.kind != "group" and row_state(row) == state
+            ]
         if needle:
             return [
                 i
                 for i, row in enumerate(self.rows)
-                if needle in row.name.lower() or needle in row.type.lower()
+                if needle in row.name.lower()
+                or needle in row.type.lower()
+                or (row.status != NOT_REACHED and needle in _shape_forms(row))
             ]
         shown = []
         hidden_below: int | None = None  # level of a collapsed group we are inside
@@ -136,8 +187,22 @@ class Outline:
         return [
             i
             for i, row in enumerate(self.rows)
-            if row.kind != "group" and (row.depends_on_input == BOUND or row.status == FAILED)
+            if row.kind != "group" and row_state(row) in (BOUND, BREAKS)
         ]
+
+    def first_target(self) -> int | None:
+        """Where the answer is: the failing node, else the first bound node."""
+        targets = self.targets()
+        breaking = [i for i in targets if row_state(self.rows[i]) == BREAKS]
+        return next(iter(breaking or targets), None)
+
+    def answer_collapsed(self) -> set[str]:
+        """The groups to fold so the first screen shows the answer: every module that holds no
+        bound or failing node is collapsed, the ones that do stay open down to it."""
+        keep = {a for i in self.targets() for a in self.ancestors(i)}
+        return {
+            row.name for i, row in enumerate(self.rows) if row.kind == "group" and i not in keep
+        }
 
     def next_target(self, current: int | None, forward: bool, among: Iterable[int]) -> int | None:
         """The next (or previous) target after row `current`, wrapping around."""
@@ -161,11 +226,11 @@ class Outline:
     def cells(self, index: int, collapsed: set[str]) -> list[Text]:
         """The table cells of row `index`, styled by status and input dependence."""
         row = self.rows[index]
-        dep = row.depends_on_input or ""
-        dep_style = DEPENDENCE_STYLE.get(dep, "")
+        state = row_state(row) or ""
+        dep_style = DEPENDENCE_STYLE.get(state, "")
         cells = []
         for column in self.columns:
-            text = cell_text(row, column.key)
+            text = plain(cell_text(row, column.key))
             if column.key == "name":
                 cell = Text("  " * row.level)
                 if row.kind == "group":
@@ -174,12 +239,15 @@ class Outline:
                     cell.append(text + " …", style="bold")
                 else:
                     cell.append(text)
-                if dep == BOUND:
+                if state in (BOUND, BREAKS):
                     cell.stylize(dep_style)
-            elif column.key == "shape" and row.status == FAILED and row.kind != "group":
+            elif column.key == "shape" and state == BREAKS:
                 cell = Text("✗ " + text, style=FAILED_STYLE)
             elif column.key in ("shape", "dep") and row.status != NOT_REACHED:
-                cell = Text(text, style=dep_style)  # scaling and fixed shapes told apart
+                # scaling and fixed shapes told apart; the state column names the state
+                cell = Text(state if column.key == "dep" else text, style=dep_style)
+                if column.key == "shape" and row.name in self.changed:
+                    cell = Text.assemble((CHANGED_MARK, CHANGED_STYLE), cell)
             else:
                 cell = Text(text)
             if column.numeric:
@@ -200,14 +268,17 @@ class Outline:
             prefix = self.rows[parent].name + "."
             if name.startswith(prefix):
                 name = name[len(prefix) :]
-        label = Text(name)
-        dep = row.depends_on_input or ""
-        if dep == BOUND:
+        label = Text(plain(name))
+        state = row_state(row) or ""
+        if state == BREAKS:
+            label.stylize(FAILED_STYLE)
+            label.append(" ✗ breaks", style=FAILED_STYLE)
+        elif state == BOUND:
             label.stylize(DEPENDENCE_STYLE[BOUND])
             label.append(" bound", style=DEPENDENCE_STYLE[BOUND])
-        elif row.kind != "group" and dep in DEPENDENCE_STYLE:
-            label.stylize(DEPENDENCE_STYLE[dep])
-        if row.status == FAILED:
+        elif row.kind != "group" and state in DEPENDENCE_STYLE:
+            label.stylize(DEPENDENCE_STYLE[state])
+        if row.status == FAILED and row.kind == "group":
             label.append(" ✗", style=FAILED_STYLE)
             label.stylize(FAILED_STYLE)
         elif row.status == NOT_REACHED:
@@ -221,6 +292,20 @@ def _tui_order(columns: list[Column]) -> list[Column]:
     rest = [c for c in columns if c.key != "dep"]
     at = next((i + 1 for i, c in enumerate(rest) if c.key == "shape"), len(rest))
     return rest[:at] + dep + rest[at:]
+
+
+def _changed(rows: list[Row], previous: Report, depth: int | None) -> set[str]:
+    """Names of rows whose output shape, state or status is not what it was in `previous`."""
+    before = {
+        (row.kind, row.name): (row.shape, row_state(row), row.status)
+        for row in build_rows(previous, depth)
+    }
+    return {
+        row.name
+        for row in rows
+        if before.get((row.kind, row.name), (row.shape, row_state(row), row.status))
+        != (row.shape, row_state(row), row.status)
+    }
 
 
 def _status_style(row: Row) -> str:

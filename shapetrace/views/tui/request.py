@@ -6,13 +6,12 @@ from the worker thread, so the window paints before torch has loaded.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
-from pathlib import Path
 from typing import Any
 
 from shapetrace.inputs import parse
 from shapetrace.report import Report
+from shapetrace.safetext import plain
 
 # The model builders patch torch.nn.Module while they run (sources._parameters_on_meta), so two
 # analyses must never overlap, even when a newer request supersedes a running one.
@@ -34,22 +33,24 @@ def validate_input(text: str) -> None:
 
 
 def rebuild_blocker(source: dict[str, Any]) -> str | None:
-    """Why the model behind a report cannot be built again here, or None when it can."""
+    """Why the model behind a report opened alone cannot be analysed again, or None when it can.
+
+    A report is data from anywhere: only torchvision's and shapetrace's own model names are
+    rebuilt from it (`analyze(from_report=True)`); a file or import path runs only when the user
+    names it on the command line."""
     if source.get("family") == "object":
         return (
             "read-only: this report was made from a live nn.Module; analyse a model name or "
             "path.py:Name to change the input here"
         )
     spec = source.get("model")
-    if not spec:
+    if not isinstance(spec, str) or not spec:
         return "read-only: the report does not say which model it was made from"
-    if ":" in spec and not spec.startswith(":"):
-        location = spec.rsplit(":", 1)[0]
-        if location.endswith(".py") or "/" in location or "\\" in location:
-            if not Path(location).is_file():
-                return f"read-only: {location} is not here, so the model cannot be rebuilt"
-        elif importlib.util.find_spec(location.split(".")[0]) is None:
-            return f"read-only: cannot import {location}, so the model cannot be rebuilt"
+    if ":" in spec or "/" in spec or "\\" in spec or spec.endswith(".py"):
+        return (
+            "read-only: the report's model is code of your own, which runs only when you name "
+            f"it on the command line: shapetrace {plain(spec)} --tui"
+        )
     return None
 
 

@@ -64,10 +64,14 @@ class ExportScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
-            yield Label(f"Export the current view (depth {self.depth_text}) to:")
+            yield Label(Text(f"Export the current view (depth {self.depth_text}) to:"))
             yield Input(self.default, id="export-path", select_on_focus=False)
             yield Label(
-                Text(".svg diagram · .md Markdown table · .json report; enter saves", style="dim")
+                Text(
+                    ".svg .png .pdf diagram · .dot source · .md Markdown table · .json report; "
+                    "enter saves",
+                    style="dim",
+                )
             )
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
