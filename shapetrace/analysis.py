@@ -53,13 +53,17 @@ def analyze(
         try:
             capture = trace(model)
         except TraceFailure as failure:
-            return _analyze_with_hooks(model, source, input_shape, failure, train)
+            return _analyze_symbolic(model, source, input_shape, failure, train)
         specs = _input_specs(input_shape, source, _first_layer_in_graph(capture))
         defaults = _unsupplied_defaults(capture, specs)
         if defaults:
             # Arguments left at their defaults (y=None) must not be traced as tensors.
             capture = trace(model, concrete_args=defaults)
-        return run_passes(model, capture, specs, source, train)
+        try:
+            return run_passes(model, capture, specs, source, train)
+        except _DataDependentSize as size:
+            fallback = TraceFailure(size, "", type(model).__name__)
+            return _analyze_symbolic(model, source, input_shape, fallback, train)
 
 
 def _model(
@@ -259,9 +263,12 @@ def run_passes(
     specs: list[TensorSpec],
     source: ModelSource,
     train: bool,
+    values: list[Any] | None = None,
 ) -> Report:
-    """Run every pass over a captured model and assemble the Report."""
-    values = _meta_inputs(capture, specs)
+    """Run every pass over a captured model and assemble the Report. `values` are the
+    forward's arguments (by default, meta tensors for the graph's placeholders)."""
+    if values is None:
+        values = _meta_inputs(capture, specs)
     # The meta run and the passes call the model's forward and modules: sys.exit() there is
     # the model's, reported in one line (exit 3), never a silent exit 0.
     with user_code("the model", "in forward (running it on meta tensors)"):
@@ -276,7 +283,14 @@ def _run_passes(
     source: ModelSource,
     train: bool,
 ) -> Report:
-    shapes = propagate(capture.graph_module, values, capture.names, capture.sites)
+    symbolic = capture.method == "symbolic"
+    shapes = propagate(
+        capture.graph_module, values, capture.names, capture.sites, symbolic=symbolic
+    )
+    if not symbolic and shapes.fault is not None and shapes.fault.reason == "size":
+        # An output size that depends on values (nonzero, a mask) stops a meta run; a
+        # capture with symbolic shapes carries it as a symbol (u0) instead.
+        raise _DataDependentSize(shapes.fault.op)
     nodes = _nodes(capture, shapes)
     modules = _modules(model, capture, shapes)
     dead, train_only = _unused(model, capture, train)
@@ -338,25 +352,37 @@ def _nodes(capture: Capture, shapes: ShapeResult) -> list[Node]:
     nodes = []
     for node in capture.nodes():
         result = shapes.results.get(node)
-        if node.op == "call_module":
-            kind = type(gm.get_submodule(str(node.target))).__name__
+        module = capture.module_of(node)
+        path = capture.module_calls.get(node)
+        if path is not None and module is not None:
+            # An aten-level node giving a module call's output: the row an fx graph's
+            # call_module node would be, with the module's parameters counted here.
+            op, target, kind = "call_module", path, type(module).__name__
+            params = params_pass.unique_params(module)
         else:
-            kind = op_label(node)
+            op, target = node.op, _target_text(node)
+            kind = type(module).__name__ if module is not None else op_label(node)
+            params = params_pass.node_params(gm, node)
         nodes.append(
             Node(
                 name=capture.names[node],
-                op=node.op,
-                target=_target_text(node),
+                op=op,
+                target=target,
                 module=capture.sites.get(node) or None,
                 type=kind,
-                inputs=[capture.names[a] for a in node.all_input_nodes],
+                inputs=[capture.names[a] for a in _visible_inputs(capture, node)],
                 shape=result.shape if result else None,
                 dtype=result.dtype if result else None,
-                params=params_pass.node_params(gm, node),
+                params=params,
                 value=result.value if result else None,
             )
         )
     return nodes
+
+
+def _visible_inputs(capture: Capture, node: fx.Node) -> list[fx.Node]:
+    """The nodes a row reads, seen through hidden ones (a module call's parameters)."""
+    return [a for a in node.all_input_nodes if a not in capture.hidden]
 
 
 def _output_shape(value: Any, shapes: ShapeResult) -> Any:
@@ -426,6 +452,53 @@ def _unused(
     )
 
 
+# -- second rung: symbolic shapes ------------------------------------------------------------
+
+
+class _DataDependentSize(Exception):
+    """The fx graph's meta run met an output size that depends on tensor values."""
+
+
+def _analyze_symbolic(
+    model: nn.Module,
+    source: ModelSource,
+    input_shape: InputLike,
+    failure: TraceFailure,
+    train: bool,
+) -> Report:
+    """A model fx cannot trace, captured by torch.export with symbolic spatial sizes; the
+    hooks run where that capture fails too."""
+    from shapetrace.capture_symbolic import SymbolicCaptureError, capture_symbolic
+
+    first = first_layer(model.modules())
+    specs = _input_specs(input_shape, source, first)
+    tensors = [_meta_tensor(s) for s in specs]
+    if any(s.name is not None for s in specs) or not tensors:
+        return _analyze_with_hooks(model, source, input_shape, failure, train)
+    positional: list[Any] = list(tensors)
+    if source.family == "detection":
+        positional = [[image for p in tensors for image in p.unbind(0)]]
+    try:
+        with user_code("the model", "in forward (capturing it with symbolic sizes)"):
+            captured = capture_symbolic(model, positional, _spatial_dims(first, tensors[0]))
+    except SymbolicCaptureError:
+        return _analyze_with_hooks(model, source, input_shape, failure, train)
+    with user_code("the model", "in forward (running it on meta tensors)"):
+        return _run_passes(model, captured.capture, specs, positional, source, train)
+
+
+def _spatial_dims(first: FirstLayer, x: torch.Tensor) -> tuple[int, ...]:
+    """The dims made symbolic: a conv's spatial dims, an embedding's sequence; for other
+    models the dims after batch and channels."""
+    if first.kind == "conv" and x.dim() == first.spatial_rank + 2:
+        return tuple(range(-first.spatial_rank, 0))
+    if first.kind == "embedding":
+        return (-1,)
+    if first.kind == "linear":
+        return ()
+    return tuple(range(2 - x.dim(), 0)) if x.dim() > 2 else ()
+
+
 # -- fallback: eager meta run with module hooks ----------------------------------------------
 
 
@@ -444,7 +517,8 @@ def _analyze_with_hooks(
     if source.family == "detection":
         positional = [[image for p in positional for image in p.unbind(0)]]
     hooks = hook_run(model, positional, keyword)
-    if not hooks.calls:
+    rejected = hooks.error is not None and hooks.fault is None
+    if not hooks.calls and not rejected:
         raise CannotAnalyse(diagnose_trace_failure(source.spec, failure))
     nodes = _input_nodes(model, specs) + _hook_nodes(hooks)
     report = Report(

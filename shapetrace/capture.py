@@ -52,7 +52,14 @@ def is_basic_layer(module: nn.Module) -> bool:
 
 @dataclass
 class Capture:
-    """A traced model: its graph, torchvision-style names, call sites and module calls."""
+    """A traced model: its graph, torchvision-style names, call sites and module calls.
+
+    fx graphs call basic layers as `call_module` nodes. Graphs captured at the aten level
+    (`method="symbolic"`) have none: `module_calls` maps the node giving each call's output to
+    the module's path, and `hidden` holds nodes that are bookkeeping of that capture (the
+    parameters a module call reads, runtime checks on data-dependent sizes, the guards on the
+    input sizes): they run in every pass but are not report rows. `symbolic` is the
+    `SymbolicCapture` the graph came from."""
 
     graph_module: fx.GraphModule
     names: dict[fx.Node, str]
@@ -62,12 +69,26 @@ class Capture:
     called: set[int]
     used_tensors: set[int] = field(default_factory=set)
     method: str = "fx"
+    module_calls: dict[fx.Node, str] = field(default_factory=dict)
+    hidden: set[fx.Node] = field(default_factory=set)
+    symbolic: Any = None
 
     def nodes(self) -> Iterator[fx.Node]:
-        """Graph nodes in execution order, without the output node."""
+        """Graph nodes in execution order, without the output node and hidden nodes."""
         for node in self.graph_module.graph.nodes:
-            if node.op != "output":
+            if node.op != "output" and node not in self.hidden:
                 yield node
+
+    def module_of(self, node: fx.Node) -> nn.Module | None:
+        """The basic layer a node calls: a call_module's target, or the module whose call an
+        aten-level node's output is."""
+        if node.op == "call_module":
+            return self.graph_module.get_submodule(str(node.target))
+        path = self.module_calls.get(node)
+        if path is None:
+            return None
+        root = self.symbolic.model if self.symbolic is not None else self.graph_module
+        return root.get_submodule(path)  # type: ignore[no-any-return]
 
 
 class TraceFailure(Exception):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import linecache
+import logging
 import math
 import operator
 import os
@@ -39,10 +41,17 @@ from torch.fx.experimental.symbolic_shapes import ShapeEnv, free_unbacked_symbol
 from torch.utils._pytree import tree_flatten, tree_map
 
 from shapetrace.capture import Capture, is_basic_layer
+from shapetrace.passes.shapes import MetaFault, MetaWatch
 
 _FX_SUFFIX = re.compile(r"^(.+)_[0-9]+$")
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _THIS_FILE = os.path.abspath(__file__)
+# torch's stride and contiguity computations: their guards choose a memory layout, not a path
+# of the model's, and no size is rejected by them.
+_LAYOUT_DIR = os.path.join(_TORCH_DIR, "_prims_common")
+# Frames between a Python `bool(h % 32)` and the shape env: SymInt/SymBool dunders.
+_SYMBOLIC_DIR = os.path.join(_TORCH_DIR, "fx", "experimental")
+_PASSING = {_THIS_FILE, os.path.join(_TORCH_DIR, "__init__.py")}
 _SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
@@ -65,6 +74,7 @@ class Guard:
     kind: str = "unknown"
     probe: dict[str, int] | None = None
     message: str | None = None
+    own: bool = False
 
     def holds(self, sizes: Mapping[str, int]) -> bool | None:
         """Whether the guard holds at `sizes` (None if it involves data-dependent sizes)."""
@@ -98,7 +108,10 @@ class SymbolicCapture:
     sample: dict[str, int]
     guards: list[Guard]
     unbacked: list[Unbacked]
+    model: nn.Module
     alternatives: list[SymbolicCapture] = field(default_factory=list)
+    checks: dict[fx.Node, Guard] = field(default_factory=dict)
+    unchecked: list[Guard] = field(default_factory=list)
 
     def on_path(self, sizes: Mapping[str, int]) -> bool:
         """Whether `sizes` take this capture's path (every `path` guard holds)."""
@@ -109,7 +122,11 @@ class SymbolicCapture:
         path covers them or a guard cannot be decided."""
         for capture in (self, *self.alternatives):
             if capture.on_path(sizes):
-                verdicts = {g.kind: g.holds(sizes) for g in capture.guards if g.kind != "path"}
+                verdicts = {
+                    g.kind: g.holds(sizes)
+                    for g in capture.guards
+                    if g.kind not in ("path", "layout")
+                }
                 if any(g.kind == "rejects" and g.holds(sizes) is False for g in capture.guards):
                     return False
                 # An implied guard broken here was never probed alone: its verdict is unknown.
@@ -196,7 +213,7 @@ def _capture_one(
     model: nn.Module, inputs: tuple[Any, ...], spatial: Sequence[int], probe_limit: int
 ) -> SymbolicCapture:
     dynamic, labels = _dynamic_shapes(inputs, spatial)
-    with _guard_sites(model) as sites:
+    with _guard_sites(model) as sites, _quiet():
         try:
             exported = export(model, inputs, dynamic_shapes=dynamic, strict=False)
         except Exception as exc:
@@ -217,9 +234,25 @@ def _capture_one(
         sample=sample,
         guards=guards,
         unbacked=_unbacked(capture),
+        model=model,
     )
+    capture.symbolic = result
     _classify(result, model, inputs, spatial, probe_limit)
+    _tidy(result, placeholders, labels)
     return result
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.export logs its findings (data-dependent guards, unfound user frames) as
+    warnings on stderr; the report says what matters, in one line where needed."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def _dynamic_shapes(
@@ -342,6 +375,7 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     names: dict[fx.Node, str] = {}
     sites: dict[fx.Node, str] = {}
     module_outputs: dict[str, Any] = {}
+    module_calls: dict[fx.Node, str] = {}
     for node in nodes:
         key, path = innermost[node]
         path = _clean_path(path)
@@ -359,6 +393,8 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
             op = _FX_SUFFIX.sub(r"\1", node.name)
             base = path if is_call else (f"{path}.{op}" if path else op)
             sites[node] = path
+            if is_call:
+                module_calls[node] = path
         index = counts[base]
         counts[base] += 1
         names[node] = base if index == 0 else f"{base}_{index}"
@@ -367,6 +403,11 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
         if path:
             module_outputs[path] = node
     used = _used_tensors(model, gm)
+    # A module call's parameters are part of its row, as in an fx graph's call_module node.
+    called_paths = set(module_calls.values())
+    hidden = {
+        n for n in nodes if n.op == "get_attr" and str(n.target).rpartition(".")[0] in called_paths
+    }
     return Capture(
         graph_module=gm,
         names=names,
@@ -376,7 +417,198 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
         called=called,
         used_tensors=used,
         method="symbolic",
+        module_calls=module_calls,
+        hidden=hidden,
     )
+
+
+# -- the graph as the passes read it -----------------------------------------------------------
+
+# Runtime checks export adds on data-dependent sizes (`u0 >= 0`): bookkeeping, not the model's.
+_RUNTIME_CHECKS = {
+    torch.ops.aten._assert_scalar.default,
+    torch.ops.aten.sym_constrain_range_for_size.default,
+    torch.ops.aten._assert_async.msg,
+}
+# Size questions as aten spells them, and as the model (and an fx graph) does.
+_SIZE_METHODS = {
+    torch.ops.aten.sym_size.int: "size",
+    torch.ops.aten.sym_numel.default: "numel",
+}
+
+
+def _slice_index(dim: int = 0, start: Any = None, end: Any = None, step: Any = 1) -> tuple:
+    if isinstance(end, int) and end >= sys.maxsize:
+        end = None
+    if start == 0:
+        start = None
+    return (*(slice(None),) * dim, slice(start, end, None if step == 1 else step))
+
+
+def _select_index(dim: int, index: Any) -> tuple:
+    return (*(slice(None),) * dim, index)
+
+
+# Basic indexing as aten spells it, and as the model (and an fx graph) does: `x[:, c : c + 1]`.
+_INDEXING: dict[Any, Callable[..., tuple]] = {
+    torch.ops.aten.slice.Tensor: _slice_index,
+    torch.ops.aten.select.int: _select_index,
+}
+
+
+def _tidy(
+    result: SymbolicCapture, placeholders: list[fx.Node], labels: list[tuple[int, int, str]]
+) -> None:
+    """Make the aten graph read as the passes read an fx graph: size questions as `x.size(d)`
+    calls; runtime checks on data-dependent sizes hidden; and every guard that rejects sizes
+    as a hidden `torch._assert` on the input's sizes, with the model's own message, so that
+    the sizing pass takes it into the domain like any `torch._assert` in a model."""
+    capture = result.capture
+    graph = capture.graph_module.graph
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in _SIZE_METHODS:
+            node.op, node.target = "call_method", _SIZE_METHODS[node.target]
+        elif node.op == "call_function" and node.target == torch.ops.aten.index.Tensor:
+            indices = [slice(None) if i is None else i for i in node.args[1]]
+            node.args = (node.args[0], indices[0] if len(indices) == 1 else tuple(indices))
+            node.target = operator.getitem
+        elif node.op == "call_function" and node.target in _INDEXING:
+            node.args = (node.args[0], _INDEXING[node.target](*node.args[1:], **node.kwargs))
+            node.kwargs = {}
+            node.target = operator.getitem
+    for node in reversed(list(graph.nodes)):
+        if node.op not in ("call_function", "call_method"):
+            continue
+        if node.target in _RUNTIME_CHECKS or (
+            node.users and all(u in capture.hidden for u in node.users)
+        ):
+            capture.hidden.add(node)
+    tensors = [n for n in placeholders if isinstance(n.meta.get("val"), torch.Tensor)]
+    dims = {name: (tensors[i], d) for i, d, name in labels if i < len(tensors)}
+    anchor = next((n for n in graph.nodes if n.op not in ("placeholder", "get_attr")), None)
+    for guard in result.guards:
+        # An op's own check on its arguments (a pool's window) is the sizing pass's op rule.
+        if guard.kind != "rejects" or not guard.own:
+            continue
+        parts = guard.expr.args if isinstance(guard.expr, sympy.And) else (guard.expr,)
+        checks = []
+        for part in parts:
+            if anchor is None:
+                break
+            with graph.inserting_before(anchor):
+                check = _emit_check(result, guard, part, dims)
+            if check is None:
+                break
+            checks.append(check)
+        if len(checks) == len(parts):
+            result.checks.update(dict.fromkeys(checks, guard))
+        else:
+            for check in checks:
+                _erase_check(capture, check)
+            result.unchecked.append(guard)
+    graph.lint()
+    capture.graph_module.recompile()
+    for unbacked in result.unbacked:
+        visible = {capture.names[n] for n in capture.nodes()}
+        unbacked.nodes = [name for name in unbacked.nodes if name in visible] or unbacked.nodes
+
+
+_RELATIONS: dict[type, Callable[[Any, Any], Any]] = {
+    sympy.Eq: operator.eq,
+    sympy.Ne: operator.ne,
+    sympy.Ge: operator.ge,
+    sympy.Gt: operator.gt,
+    sympy.Le: operator.le,
+    sympy.Lt: operator.lt,
+}
+
+
+def _erase_check(capture: Capture, check: fx.Node) -> None:
+    """Remove a check and the hidden nodes only it used."""
+    graph = capture.graph_module.graph
+    pending = [check]
+    while pending:
+        node = pending.pop()
+        if node.users or node not in capture.hidden or node.op == "placeholder":
+            continue
+        inputs = node.all_input_nodes
+        graph.erase_node(node)
+        capture.hidden.discard(node)
+        capture.names.pop(node, None)
+        capture.sites.pop(node, None)
+        pending.extend(inputs)
+
+
+def _emit_check(
+    result: SymbolicCapture,
+    guard: Guard,
+    expr: sympy.Basic,
+    dims: Mapping[str, tuple[fx.Node, int]],
+) -> fx.Node | None:
+    """`torch._assert(<guard over x.size(d)>, message)` as hidden nodes; None when the guard
+    uses a function without a Python operator (it then stays out of the graph)."""
+    capture = result.capture
+    graph = capture.graph_module.graph
+    added: list[fx.Node] = []
+    site = guard.module or ""
+
+    def add(op: str, target: Any, args: tuple[Any, ...], label: str) -> fx.Node:
+        node = graph.create_node(op, target, args)
+        added.append(node)
+        capture.hidden.add(node)
+        capture.sites[node] = site
+        capture.names[node] = f"{site}.{label}" if site else label
+        return node
+
+    def emit(expr: Any) -> Any:
+        if isinstance(expr, sympy.Integer):
+            return int(expr)
+        if isinstance(expr, sympy.Symbol):
+            if str(expr) not in dims:
+                raise _NoOperator(str(expr))
+            tensor, dim = dims[str(expr)]
+            return add("call_method", "size", (tensor, dim), f"size_{expr}")
+        relation = _RELATIONS.get(type(expr))
+        if relation is not None:
+            return add("call_function", relation, (emit(expr.lhs), emit(expr.rhs)), "check")
+        binary = _BINARY.get(type(expr).__name__)
+        if binary is not None:
+            args = [emit(a) for a in expr.args]
+            if len(args) != 2:
+                raise _NoOperator(type(expr).__name__)
+            return add("call_function", binary, (args[0], args[1]), type(expr).__name__.lower())
+        if isinstance(expr, (sympy.Add, sympy.Mul)):
+            fn = operator.add if isinstance(expr, sympy.Add) else operator.mul
+            terms = [emit(a) for a in expr.args]
+            value = terms[0]
+            for term in terms[1:]:
+                value = add("call_function", fn, (value, term), fn.__name__)
+            return value
+        raise _NoOperator(type(expr).__name__)
+
+    try:
+        condition = emit(expr)
+    except _NoOperator:
+        for node in reversed(added):
+            graph.erase_node(node)
+            capture.hidden.discard(node)
+            capture.names.pop(node, None)
+            capture.sites.pop(node, None)
+        return None
+    return add("call_function", torch._assert, (condition, guard.message or guard.text), "check")
+
+
+class _NoOperator(Exception):
+    """A guard uses a function no Python operator spells."""
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "Mod": operator.mod,
+    "PythonMod": operator.mod,
+    "FloorDiv": operator.floordiv,
+    "Min": min,
+    "Max": max,
+}
 
 
 def _clean_path(path: str) -> str:
@@ -419,6 +651,8 @@ class _Site:
     file: str | None
     line: int | None
     module: str | None
+    layout: bool = False
+    own: bool = False
 
 
 @contextlib.contextmanager
@@ -455,10 +689,19 @@ def _is_users(filename: str) -> bool:
 def _site_of_stack(paths: Mapping[int, str]) -> _Site:
     frame: Any = sys._getframe(2)
     file = line = module = None
+    layout = False
+    own = None
     while frame is not None:
         code = frame.f_code
-        if file is None and _is_users(code.co_filename):
-            file, line = code.co_filename, frame.f_lineno
+        name = code.co_filename
+        if own is None and not name.startswith(_SYMBOLIC_DIR) and name not in _PASSING:
+            # The first frame past torch's symbolic-int machinery: the model's own Python
+            # (`if h % 32`), or an op of torch's checking its arguments.
+            own = _is_users(name)
+        if file is None and _is_users(name):
+            file, line = name, frame.f_lineno
+        if file is None and name.startswith(_LAYOUT_DIR):
+            layout = True
         if module is None and code.co_name == "forward":
             owner = frame.f_locals.get("self")
             if isinstance(owner, nn.Module) and id(owner) in paths:
@@ -466,7 +709,7 @@ def _site_of_stack(paths: Mapping[int, str]) -> _Site:
         if file is not None and module is not None:
             break
         frame = frame.f_back
-    return _Site(file, line, module)
+    return _Site(file, line, module, layout, bool(own))
 
 
 def _user_frame_of(exc: BaseException) -> str | None:
@@ -509,8 +752,19 @@ def _guards(
             loc = shape_guard.sloc.framework_loc
             site = _Site(getattr(loc, "filename", None), getattr(loc, "lineno", None), None)
         code = linecache.getline(site.file, site.line).strip() if site.file and site.line else None
-        kind = "data" if free_unbacked_symbols(expr) else "unknown"
-        out.append(Guard(expr.xreplace(names), text, site.file, site.line, code, site.module, kind))
+        kind = "data" if free_unbacked_symbols(expr) else "layout" if site.layout else "unknown"
+        out.append(
+            Guard(
+                expr.xreplace(names),
+                text,
+                site.file,
+                site.line,
+                code,
+                site.module,
+                kind,
+                own=site.own,
+            )
+        )
     return out
 
 
@@ -522,10 +776,10 @@ def _holds(expr: sympy.Basic, sizes: Mapping[str, int]) -> bool | None:
         fn = _compiled(expr)
         return bool(fn(*(sizes[str(s)] for s in symbols)))
     except Exception:  # a function the compiled form does not know: substitute instead
-        value = sympy.sympify(expr.xreplace({s: sympy.Integer(sizes[str(s)]) for s in symbols}))
         try:
-            return bool(value)
-        except TypeError:
+            subs = {s: sympy.Integer(sizes[str(s)]) for s in symbols}
+            return bool(sympy.sympify(expr.xreplace(subs)))
+        except (TypeError, ArithmeticError):  # undecidable, or a division by zero there
             return None
 
 
@@ -561,18 +815,18 @@ def _classify(
 ) -> None:
     """Decide each guard's kind by an eager meta run at a size violating it alone."""
     for guard in result.guards:
-        if guard.kind == "data":
+        if guard.kind in ("data", "layout"):
             continue
-        others = [g for g in result.guards if g is not guard and g.kind != "data"]
+        others = [g for g in result.guards if g is not guard and g.kind not in ("data", "layout")]
         probe = _violating(guard, others, result.sample, limit)
         if probe is None:
             guard.kind = "implied"
             continue
         guard.probe = probe
-        error = _meta_run(model, _resized(inputs, spatial, probe))
+        error, fault = _meta_run(model, _resized(inputs, spatial, probe))
         if error is None:
             guard.kind = "path"
-        elif _is_meta_limitation(error):
+        elif fault is not None:
             guard.kind = "unknown"
             guard.message = f"{type(error).__name__}: {_first_line(error)}"
         else:
@@ -624,19 +878,19 @@ def _resized(inputs: Sequence[Any], spatial: Sequence[int], sizes: Mapping[str, 
     return tuple(tree_map(resize, list(inputs)))
 
 
-def _meta_run(model: nn.Module, inputs: tuple[Any, ...]) -> BaseException | None:
+def _meta_run(
+    model: nn.Module, inputs: tuple[Any, ...]
+) -> tuple[BaseException | None, MetaFault | None]:
+    """Run the model eagerly on meta tensors: the error it raised, if any, and whether the
+    meta run rather than the model is to blame (data-dependent ops, `.item()`, constants on
+    another device), decided by `MetaWatch` from aten op tags and devices."""
+    watch = MetaWatch()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), watch:
             model(*inputs)
     except Exception as exc:
-        return exc
-    return None
-
-
-def _is_meta_limitation(exc: BaseException) -> bool:
-    """An eager meta run that stopped for want of values (data-dependent ops, `.item()`,
-    device mismatches with constants), not because the model rejected the size."""
-    return isinstance(exc, NotImplementedError) or "meta" in _first_line(exc).lower()
+        return exc, watch.fault_of(exc)
+    return None, None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -46,7 +46,7 @@ def domain_text(report: Report) -> str | None:
         return None
     parts = []
     for axis, spans in report.domain.items():
-        if axis == "bounds" or not isinstance(spans, list):
+        if axis in ("bounds", "open") or not isinstance(spans, list):
             continue
         texts = []
         for span in spans:

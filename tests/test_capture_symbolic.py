@@ -285,3 +285,87 @@ def test_detection_model_capture_stops_at_box_selection() -> None:
         capture_symbolic(model, [[torch.empty(3, 320, 320, device="meta")]], spatial=(-2, -1))
     assert info.value.site is not None and info.value.site.endswith("torchvision/ops/boxes.py:103")
     assert time.perf_counter() - start < 30
+
+
+# -- full reports: every pass on the symbolic capture ------------------------------------------
+
+
+def _report(cls: type[nn.Module], size: str = "1x3x64x64") -> Any:
+    import shapetrace
+
+    return shapetrace.analyze(cls(), size)
+
+
+def _domain_matches_brute_force(model: nn.Module, domain: dict[str, Any]) -> None:
+    """The reported domain per axis (the other at 64) equals an eager meta run, 1..100."""
+    from shapetrace.domain import in_domain
+
+    for h, w in [(h, 64) for h in SIZES] + [(64, w) for w in SIZES]:
+        assert in_domain(domain, {"H": h, "W": w}) == _runs(model, h, w), (h, w)
+
+
+def test_divisible_gets_a_full_report_with_the_models_own_check_as_domain() -> None:
+    report = _report(Divisible)
+    model = _meta(Divisible)
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    rows = {n.name: n for n in report.nodes}
+    assert list(rows) == ["x", "stem.0", "stem.1", "stem.2", "down", "head"]
+    eager = _eager_module_shapes(model, 64, 64)
+    for path in ("stem.0", "stem.1", "stem.2", "down", "head"):
+        assert tuple(rows[path].shape) == eager[path]
+        assert rows[path].op == "call_module" and rows[path].module == path
+    assert [rows[p].type for p in ("stem.0", "stem.1", "down")] == [
+        "Conv2d",
+        "BatchNorm2d",
+        "MaxPool2d",
+    ]
+    assert sum(n.params for n in report.nodes) == report.totals["params"] == 258
+    assert rows["head"].rf["size"] == [4, 4] and rows["head"].rf["stride"] == [2, 2]
+    assert rows["stem.0"].macs == 8 * 27 * 64 * 64 and rows["head"].macs == 2 * 8 * 32 * 32
+    assert report.domain["H"] == [[32, None, 32]] and report.domain["W"] == [[32, None, 32]]
+    _domain_matches_brute_force(model, report.domain)
+    assert "input must be divisible by 32" in report.verdict
+    assert "if h % 32 or w % 32:" in report.verdict
+
+
+def test_divisible_exits_0_at_64_and_1_at_63_with_the_models_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    import inspect
+
+    from shapetrace.cli import main
+
+    source = tmp_path / "seg.py"
+    source.write_text("import torch\nfrom torch import nn\n\n\n" + inspect.getsource(Divisible))
+    assert main([f"{source}:Divisible", "--input", "1x3x64x64"]) == 0
+    capsys.readouterr()
+    assert main([f"{source}:Divisible", "--input", "1x3x63x64"]) == 1
+    assert "input must be divisible by 32, got 63x64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cls", [FixedSize, PerChannel])
+def test_shape_dependent_python_gets_a_full_report_matching_brute_force(
+    cls: type[nn.Module],
+) -> None:
+    report = _report(cls)
+    model = _meta(cls)
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    eager = _eager_module_shapes(model, 64, 64)
+    for node in report.nodes:
+        if node.op == "call_module":
+            assert node.module in eager and node.rf is not None and node.macs is not None
+    assert tuple(report.nodes[-1].shape) == eager[""]
+    _domain_matches_brute_force(model, report.domain)
+
+
+def test_branch_on_width_says_the_other_path_in_open() -> None:
+    report = _report(FixedSize)
+    (question,) = report.domain["open"]
+    assert question["guard"] == "Ne(W, 32)" and "captured too" in question["reason"]
+
+
+def test_loop_over_channels_names_each_call_as_fx_would() -> None:
+    report = _report(PerChannel)
+    calls = [n.name for n in report.nodes if n.op == "call_module"]
+    assert calls == ["conv", "conv_1", "conv_2", "pool"]
+    assert report.domain["H"] == [[4, None]]

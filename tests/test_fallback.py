@@ -12,27 +12,22 @@ from helpers import eager_module_calls
 import shapetrace
 
 
-def test_raft_is_reported_per_module_and_matches_a_real_forward() -> None:
+def test_raft_is_captured_with_symbolic_shapes_and_matches_a_real_forward() -> None:
+    # fx cannot trace RAFT's loops; torch.export can (about 25 s here: a slow capture).
     report = shapetrace.analyze("raft_small", "1x3x128x128,1x3x128x128")
-    assert report.source["trace"] == "hooks" and report.failure is None
-    assert [n.name for n in report.nodes[:2]] == ["image1", "image2"]
+    assert report.source["trace"] == "symbolic" and report.failure is None
     model = torchvision.models.get_model("raft_small", weights=None).eval()
     frames = torch.randn(1, 3, 128, 128), torch.randn(1, 3, 128, 128)
     calls = eager_module_calls(model, *frames)
     modules = dict(model.named_modules())
-    seen: dict[int, int] = {}
-    for node in report.nodes[2:]:
-        module = modules[node.target]
-        k = seen.get(id(module), 0)
-        seen[id(module)] = k + 1
-        assert node.shape == calls[id(module)][k], node.name
-    assert len(report.nodes) > 100
+    checked = 0
+    for entry in report.modules:
+        module = modules[entry.path]
+        if entry.calls == 1 and id(module) in calls and isinstance(entry.shape, list):
+            assert entry.shape == calls[id(module)][0], entry.path
+            checked += 1
+    assert checked > 50
     assert report.module("feature_encoder").shape == [2, 128, 16, 16]
-    # Edges follow the tensors from one module to the next.
-    assert report.node("feature_encoder.convnormrelu.0").inputs == []
-    assert report.node("feature_encoder.convnormrelu.1").inputs == [
-        "feature_encoder.convnormrelu.0"
-    ]
 
 
 def test_detector_is_reported_up_to_its_value_dependent_postprocessing() -> None:

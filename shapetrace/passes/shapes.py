@@ -6,6 +6,7 @@ size. The first node that raises becomes the failure; every node before it keeps
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ class ShapeResult:
     results: dict[fx.Node, NodeResult] = field(default_factory=dict)
     values: dict[fx.Node, Any] = field(default_factory=dict)
     failure: Failure | None = None
+    fault: MetaFault | None = None
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
@@ -50,9 +52,11 @@ def tensors_in(value: Any) -> list[torch.Tensor]:
 def summarize(value: Any) -> NodeResult:
     """Turn a node's output into JSON-friendly shape, dtype and value."""
     if isinstance(value, torch.Tensor):
-        return NodeResult(list(value.shape), str(value.dtype).removeprefix("torch."))
+        return NodeResult([_dim(d) for d in value.shape], str(value.dtype).removeprefix("torch."))
     if isinstance(value, torch.Size):
-        return NodeResult(None, None, list(value))
+        return NodeResult(None, None, [_dim(d) for d in value])
+    if isinstance(value, torch.SymInt):
+        return NodeResult(None, None, _dim(value))
     if isinstance(value, (tuple, list)):
         parts = [summarize(v) for v in value]
         if parts and all(p.shape is None for p in parts):
@@ -74,6 +78,15 @@ def summarize(value: Any) -> NodeResult:
         # A container object (torchvision's ImageList): show the tensors it holds.
         return summarize({k: v for k, v in fields.items() if isinstance(v, torch.Tensor)})
     return NodeResult(None, None, None)
+
+
+def _dim(d: Any) -> int | str:
+    """A size as the report writes it: an int, or a data-dependent size by its symbol (`u0`)
+    or formula (`2*u0`), as a symbolic-shape run gives it."""
+    if isinstance(d, torch.SymInt):
+        expr = d.node.expr
+        return int(expr) if expr.is_number else str(expr)
+    return int(d)
 
 
 # -- why a meta run stopped ---------------------------------------------------------------
@@ -220,7 +233,7 @@ class _ShapeInterpreter(fx.Interpreter):
         if pooled is not None:
             # The meta kernel of adaptive average pooling decomposes into a mean over every
             # window (4 ms a call); its output shape needs no kernel at all.
-            return first.new_empty(pooled)
+            return args[0].new_empty(pooled)
         return self._model_op(super().call_module, target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
@@ -248,7 +261,11 @@ _SHAPE_PRESERVING = (
 )
 
 
-_ADAPTIVE_AVG = {nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3}
+_ADAPTIVE_AVG: dict[type, int] = {
+    nn.AdaptiveAvgPool1d: 1,
+    nn.AdaptiveAvgPool2d: 2,
+    nn.AdaptiveAvgPool3d: 3,
+}
 
 
 def _adaptive_pool_shape(
@@ -264,7 +281,7 @@ def _adaptive_pool_shape(
         return None
     if any(d <= 0 for d in first.shape[-rank:]) or first.numel() == 0:
         return None
-    size = module.output_size  # type: ignore[attr-defined]
+    size: Any = module.output_size
     wanted = (size,) * rank if isinstance(size, int) else tuple(size)
     if len(wanted) != rank:
         return None
@@ -304,16 +321,21 @@ def propagate(
     inputs: list[torch.Tensor],
     names: dict[fx.Node, str],
     sites: dict[fx.Node, str],
+    *,
+    symbolic: bool = False,
 ) -> ShapeResult:
     """Run `gm` on meta `inputs`; on an error, describe the failing node in plain words.
 
     An error raised by one of the model's ops becomes `failure` ("unsupported" where the meta
-    run, not the model, is to blame); an error in shapetrace's own code propagates."""
+    run, not the model, is to blame); an error in shapetrace's own code propagates.
+    `symbolic=True` runs on fake tensors with a shape environment instead, so that an op whose
+    output size depends on values (`nonzero`, a boolean mask) gives a symbol (`u0`), not a
+    break: for graphs captured with symbolic shapes, which hold such ops."""
     out = ShapeResult()
     interp = _ShapeInterpreter(gm, out)
     try:
         # Tensors the forward creates without a device (torch.ones(...)) must be meta too.
-        with torch.device("meta"):
+        with torch.device("meta"), _fake_mode(symbolic):
             interp.run(*inputs)
     except Exception as exc:
         failed = interp.failed_node
@@ -323,6 +345,7 @@ def propagate(
         module = gm.get_submodule(failed.target) if failed.op == "call_module" else None  # type: ignore[arg-type]
         name = names.get(failed, failed.name)
         fault = _replay(interp, failed)
+        out.fault = fault
         if fault is not None:
             message, kind = f"{name}: {fault.describe()}", "unsupported"
         else:
@@ -335,7 +358,33 @@ def propagate(
             message=_resolve_proxies(message, gm, out),
             kind=kind,
         )
+    if symbolic:
+        # A value whose size is a symbol has no number a pass could compute with: the passes
+        # see it as not reached (its row keeps the symbolic shape).
+        for node in [n for n, v in out.values.items() if _has_symbols(v)]:
+            del out.values[node]
     return out
+
+
+def _has_symbols(value: Any) -> bool:
+    if isinstance(value, torch.SymInt):
+        return not value.node.expr.is_number
+    if isinstance(value, torch.Tensor):
+        return any(_has_symbols(d) for d in value.shape)
+    if isinstance(value, (tuple, list)):
+        return any(_has_symbols(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_symbols(v) for v in value.values())
+    return False
+
+
+def _fake_mode(symbolic: bool) -> Any:
+    if not symbolic:
+        return contextlib.nullcontext()
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    return FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
 
 
 def _replay(interp: _ShapeInterpreter, node: fx.Node) -> MetaFault | None:
@@ -365,7 +414,8 @@ def _resolve_proxies(message: str, gm: fx.GraphModule, out: ShapeResult) -> str:
 def op_label(node: fx.Node) -> str:
     """A short type name for a non-module node: the function or method called."""
     if node.op == "call_function":
-        return getattr(node.target, "__name__", str(node.target))
+        packet = getattr(node.target, "overloadpacket", None)  # aten: `add`, not `add.Tensor`
+        return getattr(packet or node.target, "__name__", str(node.target))
     if node.op == "call_method":
         return str(node.target)
     if node.op == "get_attr":

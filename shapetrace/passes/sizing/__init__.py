@@ -34,6 +34,7 @@ from shapetrace.passes.shapes import op_label
 from shapetrace.passes.sizing.domain import SizeAnalysis
 from shapetrace.passes.sizing.expr import Evaluator, Poly, Sym
 from shapetrace.passes.sizing.formulas import FormulaWriter, aligned_multiple, aligned_sets
+from shapetrace.passes.sizing.guards import open_questions, quote_guards
 from shapetrace.passes.sizing.intset import IntSet
 from shapetrace.passes.sizing.tensors import Constraint
 from shapetrace.passes.sizing.verdict import Verdict
@@ -52,6 +53,7 @@ def run(context: PassContext) -> None:
     A size that runs on meta tensors but folds spatial elements into the batch, or indexes
     past an embedding table, is a break too: it becomes the report's failure."""
     analysis = SizeAnalysis(context)
+    quote_guards(analysis)
     report = context.report
     dependence = analysis.dependence()
     for node, dep in dependence.items():
@@ -77,6 +79,7 @@ def run(context: PassContext) -> None:
     report.aligned_multiple = multiples or None
     report.domain = analysis.domain() if analysis.axes else {"bounds": []}
     report.verdict = Verdict(analysis, multiples).text(report.failure)
+    open_questions(context)
 
 
 def _failure(context: PassContext, analysis: SizeAnalysis, c: Constraint) -> Failure:
