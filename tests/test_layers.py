@@ -53,6 +53,7 @@ def layer(module: str) -> str:
         ("shapetrace.views", "views"),
         ("shapetrace.cli", "cli"),
         ("shapetrace.__main__", "cli"),
+        *((f"shapetrace.{m}", "cli") for m in ("embed", "sphinx", "mkdocs", "precommit")),
     ):
         if module == prefix or module.startswith(prefix + "."):
             return name

@@ -405,6 +405,7 @@ def _draw(
             graph.node(
                 box_ids[id(item)],
                 label=html_label(_box_lines(item, report, colors)),
+                tooltip=box_tooltip(item, report),
                 **_box_attrs(category, colors),
             )
             continue
@@ -544,3 +545,42 @@ def render(graph: graphviz.Digraph, fmt: str) -> bytes:
         return graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound as exc:
         raise UsageError(missing) from exc
+
+
+# -- tooltips ------------------------------------------------------------------------------
+
+
+def box_tooltip(row: Row, report: Report) -> str:
+    """The hover text of a box (SVG `<title>`/`xlink:title`): the row's full record, one fact a
+    line: type, shape, shape formula, receptive field, parameters, MACs, and the input-size
+    constraints its nodes set. Escaped for DOT (`\\n` between lines; a backslash or quote in
+    a name stays text, never an escape such as `\\N`)."""
+    from shapetrace.safetext import plain
+
+    members = set(row.members or (row.name,))
+    if row.node is not None:
+        formula = row.node.shape_formula
+    else:  # a collapsed module: the formula of its last node giving the module's output
+        last = [n for n in report.nodes if n.name in members and n.shape == row.shape]
+        formula = last[-1].shape_formula if last else None
+    lines = [f"{row.name} ({row.type})"]
+    if row.status == NOT_REACHED:
+        lines.append("not reached: after the break")
+    elif row.shape is not None:
+        lines.append(f"shape: {format_shape(row.shape)}")
+    if formula:
+        lines.append(f"formula: ({', '.join(formula)})")
+    if row.rf:
+        lines.append(f"receptive field size/stride: {format_rf(row.rf)}")
+    lines.append(f"params: {row.params:,}")
+    if row.macs is not None:
+        lines.append(f"MACs: {row.macs:,}")
+    if row.depends_on_input:
+        lines.append(f"input size: {row.depends_on_input}")
+    for bound in (report.domain or {}).get("bounds", []):
+        if bound.get("node") in members and bound.get("constraint"):
+            lines.append(f"bound: {bound['constraint']}")
+    if row.status == FAILED and report.failure is not None and report.failure.node in members:
+        lines.append(f"breaks: {report.failure.message}")
+    escaped = (plain(line).replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    return "\\n".join(escaped)
