@@ -121,6 +121,30 @@ def _inside(node: Node, group: str) -> bool:
     return bool(node.module) and (node.module or "").startswith(group + ".")
 
 
+# -- no terminal -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["show", "analyse"])
+def test_tui_without_a_terminal_is_a_one_line_error(command: str) -> None:
+    # `shapetrace show r.json --tui </dev/null | cat` used to wait forever
+    args = (
+        ["show", str(DATA / "codereview_resnet50_448.json")]
+        if command == "show"
+        else ["codereview_resnet50", "--input", "448"]
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "shapetrace", *args, "--tui"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "needs a terminal" in done.stderr
+
+
 # -- import cost -----------------------------------------------------------------------------
 
 

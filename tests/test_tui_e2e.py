@@ -111,12 +111,13 @@ def test_layer4_shape_at_448_read_from_a_real_terminal(terminal: OpenTerminal) -
     term = terminal([*_shapetrace(), "resnet50", "--input", "1x3x448x448", "--tui"])
     term.wait_for(r"✓ \d+ nodes")
     term.type("/")
-    term.wait_for(r"Filter\s+name or type")  # type only once the filter field has focus
+    term.wait_for(r"Filter\s+name, type")  # type only once the filter field has focus
     term.type("layer4")
     term.key("Enter")
-    screen = term.wait_for(r"▾ layer4\s+Sequential\s+\(1, 2048, 14, 14\)")
+    term.wait_for(r"\d+ of \d+ rows")  # the filter has been applied
+    screen = term.wait_for(r"[▸▾] layer4\s+Sequential\s+\(1, 2048, 14, 14\)")
     # the filter left only layer4's rows in the table
-    assert not re.search(r"▾ layer3\s+Sequential", screen)
+    assert not re.search(r"[▸▾] layer3\s+Sequential", screen)
     term.key("q")
     term.wait_for(r"^EXITED 0$")
 
@@ -139,3 +140,27 @@ def test_the_window_paints_before_the_analysis_finishes(terminal: OpenTerminal) 
     assert painted < 3.0  # under 1 s on an idle machine; slack for a loaded CI box
     term.key("q")
     term.wait_for(r"^EXITED 0$")
+
+
+def test_q_ends_the_process_at_once_even_with_torch_loaded(terminal: OpenTerminal) -> None:
+    # With torch loaded, the interpreter's final garbage collection took about 2.3 s after the
+    # window closed; the explorer now skips it. The bound is generous (a loaded machine must not
+    # fail the test): the measured time is printed for the record.
+    term = terminal([*_shapetrace(), "codereview_resnet50", "--input", "448", "--tui"])
+    term.wait_for(r"rejected at fc_layer")
+    term.key("q")
+    pressed = time.perf_counter()
+    term.wait_for(r"^EXITED 1$", timeout=10.0)  # 1: the model rejects 448
+    print(f"q to exit: {time.perf_counter() - pressed:.2f} s")
+
+
+def test_i_and_a_size_typed_in_one_burst_analyses_that_size(terminal: OpenTerminal) -> None:
+    term = terminal([*_shapetrace(), "codereview_resnet50", "--input", "448", "--tui"])
+    term.wait_for(r"rejected at fc_layer")
+    term.type("i224")  # the first digit used to reach the table, not the field
+    term.key("Enter")
+    screen = term.wait_for(r"✓ \d+ nodes")
+    assert "Input 1x3x224x224" in screen, screen
+    assert "rows changed from 1x3x448x448" in screen
+    term.key("q")
+    term.wait_for(r"^EXITED 0$", timeout=10.0)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, VerticalScroll
@@ -93,7 +94,9 @@ class ShapetraceApp(App[None]):
         Binding("n", "next_target", "Next"),
         Binding("N", "previous_target", "Prev"),
         Binding("d", "cycle_depth", "Depth"),
-        Binding("i", "edit_input", "Input"),
+        # Priority: handled when the key arrives, so the digits typed right after it (already
+        # queued) reach the field, not the table.
+        Binding("i", "edit_input", "Input", priority=True),
         Binding("e", "export", "Export"),
         Binding("t", "toggle_tree", "Tree"),
         Binding("question_mark", "help", "Help"),
@@ -538,6 +541,8 @@ class ShapetraceApp(App[None]):
         self._rebuild(keep)
 
     def action_edit_input(self) -> None:
+        if isinstance(self.focused, Input):
+            raise SkipAction()  # an `i` typed into a field
         size = self.query_one("#size", Input)
         if size.disabled:
             reason = size.tooltip if isinstance(size.tooltip, Text) else Text("analysing…")
