@@ -23,6 +23,7 @@ DIAGRAMS = {
     "codereview_resnet50_224": ("codereview_resnet50", "1x3x224x224"),
     "codereview_resnet50_448": ("codereview_resnet50", "1x3x448x448"),
     "stembodyhead_resnet50_224": ("stembodyhead_resnet50", "1x3x224x224"),
+    "vit_b_16_224": ("vit_b_16", "1x3x224x224"),  # its size plumbing folded into edges
 }
 
 
@@ -35,12 +36,13 @@ def diagrams() -> dict[str, graphviz.Digraph]:
 
 
 def main() -> None:
+    from shapetrace.outputs import write_bytes, write_text
     from shapetrace.views.dot import render
 
     OUT.mkdir(parents=True, exist_ok=True)
     for stem, graph in diagrams().items():
-        (OUT / f"{stem}.dot").write_text(graph.source, encoding="utf-8")
-        (OUT / f"{stem}.svg").write_bytes(render(graph, "svg"))
+        write_text(OUT / f"{stem}.dot", graph.source)
+        write_bytes(OUT / f"{stem}.svg", render(graph, "svg"))
         print(f"wrote docs/diagrams/{stem}.svg")
 
 

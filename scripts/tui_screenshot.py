@@ -1,12 +1,12 @@
 """Write docs/tui.svg, the screenshot of the explorer shown in the README.
 
     python scripts/tui_screenshot.py                      # codereview_resnet50 at 448, breaking
-    python scripts/tui_screenshot.py --model resnet50 --input 1x3x448x448 --press "" -o out.svg
+    python scripts/tui_screenshot.py --model resnet50 --input 1x3x448x448 --press d -o out.svg
 
 It analyses the model, opens the explorer headless at a fixed terminal size (120x40), presses
-the given keys (default `d,d,n,n`: depth 2, then jump past the bound avgpool to the failing
-fc_layer) and saves what the screen shows as SVG. Run it after
-changing the TUI or an analysis the screenshot shows.
+the given keys (none by default: the explorer opens on the answer, the stages folded and the
+cursor on the failing fc_layer) and saves what the screen shows as SVG, atomically. Run it
+after changing the TUI or an analysis the screenshot shows.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ async def screenshot(
 ) -> None:
     """Analyse `model` at `size`, press `keys` in the explorer, save the screen to `out`."""
     from shapetrace import analyze
+    from shapetrace.outputs import write_text
     from shapetrace.views.tui import ShapetraceApp
 
     app = ShapetraceApp(analyze(model, size))
@@ -31,7 +32,7 @@ async def screenshot(
         for key in keys:
             await pilot.press(key)
         await pilot.pause()
-        app.save_screenshot(filename=out.name, path=str(out.parent))
+        write_text(out, app.export_screenshot())
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--model", default="codereview_resnet50")
     parser.add_argument("--input", default="1x3x448x448")
     parser.add_argument(
-        "--press", default="d,d,n,n", help="keys to press before the shot, comma separated"
+        "--press", default="", help="keys to press before the shot, comma separated"
     )
     parser.add_argument("--size", default="120x40", help="terminal WIDTHxHEIGHT")
     parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "tui.svg"))

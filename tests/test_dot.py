@@ -10,6 +10,7 @@ import importlib.util
 import io
 import itertools
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -73,9 +74,10 @@ def _texts(element: ET.Element) -> list[str]:
 
 def _outline(group: ET.Element) -> dict[str, str]:
     """Fill, stroke, width and dashes of a box's outline."""
-    shape = group.find(f"{SVG}path")
+    # the first path or polygon, also when a tooltip wraps the box in an <a> link
+    shape = next(group.iter(f"{SVG}path"), None)
     if shape is None:
-        shape = group.find(f"{SVG}polygon")
+        shape = next(group.iter(f"{SVG}polygon"), None)
     assert shape is not None
     return {
         key: shape.get(key, "") for key in ("fill", "stroke", "stroke-width", "stroke-dasharray")
@@ -164,7 +166,9 @@ def _hand_report(names: list[str]) -> Report:
 def test_names_fx_cannot_trace_still_render_verbatim() -> None:
     names = ['"q"\\', "<i>&amp;</i>", "{x}é", "node", "-1"]
     graph = diagram(_hand_report(names))
-    assert "<i>" not in graph.source.replace("<I>", "")
+    # HTML-like labels escape the name; tooltips are quoted DOT strings, where it is text
+    labels = re.findall(r"label=<(.*?)> ", graph.source)
+    assert labels and not any("<i>" in label.replace("<I>", "") for label in labels)
     svg = _svg(graph)
     assert set(names) <= set(_texts(svg))
     assert 'Net"<i> · input 1x3x8x8" · eval · traced with fx' in _texts(svg)
@@ -208,7 +212,7 @@ def test_depth_collapses_and_expands_modules(resnet50: Report) -> None:
 
 
 @needs_dot
-def test_edges_join_boxes_once_and_carry_shapes_where_they_change(resnet50: Report) -> None:
+def test_edges_join_boxes_once_and_carry_no_label(resnet50: Report) -> None:
     svg = _svg(diagram(resnet50))
     edges = _edges(svg)
     order = [
@@ -223,11 +227,11 @@ def test_edges_join_boxes_once_and_carry_shapes_where_they_change(resnet50: Repo
         "fc",
     ]
     assert sorted(edges) == sorted(itertools.pairwise(order))  # no self-loop, no duplicate
+    # every box shows its output shape, so no label sits over an edge or a box
     labels = {title: _texts(group) for title, group in _groups(svg, "edge").items()}
-    assert labels["layer1.0->layer1.1"] == ["1×256×56×56"]  # 64 -> 256 channels
-    assert labels["layer1.1->layer1.2"] == []  # unchanged
-    assert labels["maxpool->layer1.0"] == ["1×64×56×56"]
-    assert labels["x->conv1"] == []  # the input box shows it
+    assert set(map(tuple, labels.values())) == {()}
+    boxes = _groups(svg, "node")
+    assert "1×256×56×56 · RF 19/4" in _texts(boxes["layer1.0"])  # 64 -> 256 channels
 
 
 # -- highlighting ----------------------------------------------------------------------------
@@ -272,11 +276,13 @@ def test_failure_is_marked_with_its_message_and_every_node_before_it_drawn(
     assert _outline(boxes["fc_layer"])["stroke"] != _outline(boxes["view"])["stroke"]
     text = " ".join(_texts(boxes["fc_layer"]))
     assert "breaks: Linear(2048 -> 2) received 131072 features" in text
-    into = _groups(svg, "edge")["view->fc_layer"]
-    assert _texts(into) == ["1×131072"]  # what the failing layer received
+    into = _outline(_groups(svg, "edge")["view->fc_layer"])
+    assert into["stroke"] == _outline(boxes["fc_layer"])["stroke"]  # the edge into the break
+    assert any(line.startswith("1×131072") for line in _texts(boxes["view"]))  # what it received
     assert any(line.startswith("1×2048×8×8") for line in _texts(boxes["avgpool"]))
     blocks = {f"layer_{s}.{b}" for s, n in ((2, 3), (3, 4), (4, 6), (5, 3)) for b in range(n)}
-    assert blocks | {"x", "layer_1.0", "avgpool", "size", "view"} <= set(boxes)
+    assert blocks | {"x", "layer_1.0", "avgpool", "view"} <= set(boxes)
+    assert "size" not in boxes  # x.size(0), a number: folded into the edge avgpool -> view
     title = " ".join(_texts(svg)[:4])
     assert "fc_layer: Linear(2048 -> 2) received 131072 features" in title
 
@@ -287,11 +293,102 @@ def test_nodes_after_the_break_are_greyed(codereview: Callable[[int], Report]) -
     assert report.failure is not None and report.failure.node == "avgpool"
     boxes = _groups(_svg(diagram(report)), "node")
     assert _outline(boxes["avgpool"]) == _outline(boxes["legend_failed"])
-    for name in ("size", "view", "fc_layer"):
+    for name in ("size", "view", "fc_layer"):  # after the break, size has no value: drawn
         assert _outline(boxes[name]) == _outline(boxes["legend_not_reached"])
         assert _outline(boxes[name])["stroke-dasharray"]
         assert "not reached" in _texts(boxes[name])
     assert _texts(boxes["layer_5.2"])[-1].startswith("1×2048×2×2")
+
+
+# -- plumbing --------------------------------------------------------------------------------
+
+PLUMBING_TYPES = {"getattr", "getitem", "eq", "_assert", "floordiv", "mul", "dim", "size"}
+
+
+@pytest.fixture(scope="module")
+def vit() -> Report:
+    return shapetrace.analyze("vit_b_16", "1x3x224x224")
+
+
+def _boxes_and_edges(svg: ET.Element) -> tuple[dict[str, ET.Element], list[tuple[str, str]]]:
+    boxes = {k: v for k, v in _groups(svg, "node").items() if not k.startswith("legend_")}
+    return boxes, _edges(svg)
+
+
+@needs_dot
+def test_vit_diagram_folds_plumbing_into_edges(vit: Report) -> None:
+    by_name = {node.name: node for node in vit.nodes}
+    plumbing = [n.name for n in vit.nodes if n.type in PLUMBING_TYPES and n.shape is None]
+    assert len(plumbing) >= 15  # a third of the boxes ViT drew before
+    svg = _svg(diagram(vit))
+    boxes, edges = _boxes_and_edges(svg)
+    assert set(boxes) == {
+        "x",
+        "conv_proj",
+        "reshape",
+        "permute",
+        "encoder.add",
+        "encoder.dropout",
+        "encoder.layers",
+        "encoder.ln",
+        "getitem_5",
+        "heads.head",
+    }
+    for name in boxes:  # every box is a tensor (a module collapsed at depth 2 has a shape)
+        assert name not in by_name or by_name[name].shape is not None
+    # the class token's expand and cat became the edge from the patches into the encoder
+    assert ("permute", "encoder.add") in edges
+    assert ("x", "reshape") not in edges  # a size read is not data flowing
+    assert sorted(edges) == sorted(set(edges))
+    # no label over an edge: edges carry none
+    assert all(_texts(group) == [] for group in _groups(svg, "edge").values())
+    # the bound that the folded asserts stand for stays on a drawn box
+    bound = _outline(_groups(svg, "node")["legend_bound"])
+    assert _outline(boxes["conv_proj"]) == bound
+
+
+@needs_dot
+def test_a_flag_shows_the_plumbing(vit: Report) -> None:
+    boxes, _ = _boxes_and_edges(_svg(diagram(vit, show_plumbing=True)))
+    assert {"getattr", "getitem", "eq", "_assert", "floordiv", "mul", "expand", "cat"} <= set(boxes)
+    assert "class_token" in boxes
+
+
+def test_the_failing_node_is_drawn_even_when_it_is_plumbing() -> None:
+    from shapetrace.report import Failure
+
+    report = _hand_report(["a", "b"])
+    check = Node("check", "call_function", "torch._assert", None, "_assert", ["b"], None, None)
+    report.nodes.append(check)
+    report.failure = Failure("check", None, "_assert", [], "check: Wrong image height!")
+    assert "check" not in dot.plumbing_nodes(report)
+    assert "check [label=" in diagram(report).source
+    report.failure = None  # at a size it accepts, the same assert is folded
+    assert "check" in dot.plumbing_nodes(report)
+    assert "check [label=" not in diagram(report).source
+
+
+def test_a_graph_too_large_to_lay_out_is_drawn_shallower_or_refused() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_views import _chain
+
+    report = _chain(2_000)  # x, then body.0 ... body.1999, two layers each
+    graph = diagram(report)  # depth 2 would be 2,001 boxes: depth 1 is drawn
+    assert graph.source.count("[label=") < dot.MAX_BOXES
+    with pytest.raises(UsageError, match=r"2,001 boxes at depth 2 .* draw it at depth 1"):
+        diagram(report, depth=2)
+
+
+@needs_dot
+def test_png_dpi_sets_the_resolution(codereview: Callable[[int], Report]) -> None:
+    from PIL import Image
+
+    report = codereview(448)
+    small = Image.open(io.BytesIO(diagram(report, dpi=48).pipe(format="png"))).size
+    large = Image.open(io.BytesIO(diagram(report, dpi=96).pipe(format="png"))).size
+    assert 1.9 <= large[0] / small[0] <= 2.1
+    with pytest.raises(UsageError, match="dpi"):
+        diagram(report, dpi=0)
 
 
 # -- layout ----------------------------------------------------------------------------------

@@ -25,12 +25,16 @@ from typing import Any
 import graphviz
 
 from shapetrace.errors import UsageError
+from shapetrace.outputs import write_bytes, write_text
 from shapetrace.report import Report, format_shape
 from shapetrace.views.rf_text import format_rf
 from shapetrace.views.summary import heading
 from shapetrace.views.tree import FAILED, NOT_REACHED, Row, build_rows
 
 DEFAULT_DEPTH = 2  # ResNet-50: its stages as clusters, its blocks as boxes, no BatchNorm
+# More boxes than this take dot minutes (10,000 ran past 300 s): the default depth is lowered
+# until the drawing fits, and an explicit depth that does not fit is refused with the one that does.
+MAX_BOXES = 600
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = "install Graphviz's dot: apt-get install graphviz (macOS: brew install graphviz)"
 _WRAP = 40  # characters per line of a failure message inside a box
@@ -39,6 +43,10 @@ NAME_PT, TEXT_PT, EDGE_PT, TITLE_PT = 12, 11, 10, 14  # nothing below 10 pt
 
 # Box categories, in legend order: the input-size analysis first, then the break.
 BOUND, SCALES, FIXED, PLAIN = "bound", "scales", "fixed", "plain"
+BREAKS = "breaks"  # a node state the sizing pass may give the failing node; drawn as FAILED
+# Ops that only arrange a parameter or constant next to the one real tensor they pass on (a
+# class token expanded and concatenated to ViT's patches): drawn as the edge they sit on.
+_BOOKKEEPING = frozenset({"expand", "expand_as", "cat", "concat", "concatenate", "stack", "repeat"})
 
 _THEMES: dict[str, dict[str, Any]] = {
     "light": {
@@ -75,12 +83,13 @@ _THEMES: dict[str, dict[str, Any]] = {
     },
 }
 
+# The words of the TUI's legend and Input size column, with the same hues.
 _LEGEND_TEXT = {
     PLAIN: "layer: name, type · parameters, output shape · receptive field size/stride",
-    SCALES: "output shape scales with the input size",
-    FIXED: "output shape is the same at every accepted input size",
-    BOUND: "bound: this layer limits which input sizes work",
-    FAILED: "breaks here at this input (message in the box)",
+    SCALES: "scales: output shape follows the input size",
+    FIXED: "fixed: output shape is the same at every input size",
+    BOUND: "bound: limits the input size",
+    FAILED: "✗ breaks here: fails at this input (message in the box)",
     NOT_REACHED: "not reached: after the break",
 }
 
@@ -129,15 +138,53 @@ def params_label(count: int) -> str:
     return f"{count} params"
 
 
-def _category(row: Row) -> str:
+def _category(row: Row, promoted: frozenset[str] = frozenset()) -> str:
+    """The box's colour: the break, not reached, bound (also when a folded node it stands for
+    is), scales, fixed, or plain."""
     if row.status in (FAILED, NOT_REACHED):
         return row.status
     dep = row.depends_on_input
+    if dep == BREAKS and row.kind != "group":
+        return FAILED
+    if row.name in promoted:
+        return BOUND
     return dep if dep in (BOUND, SCALES, FIXED) else PLAIN
 
 
-def _box_lines(row: Row, report: Report, theme: dict[str, Any]) -> list[Line]:
-    category = _category(row)
+def plumbing_nodes(report: Report) -> set[str]:
+    """Names of the nodes the diagram folds into edges by default.
+
+    Scalar plumbing (`getattr` of a shape, `getitem` of sizes, `eq`, `_assert`, `floordiv`,
+    `mul` of ints, `dim`, `size`: nodes whose value is not a tensor), parameter reads
+    (`get_attr`), and bookkeeping that only sets a parameter beside the one real tensor it
+    passes on (ViT's class token: `expand`, then `cat` with the patches). The input, the
+    failing node and bound tensors are never folded."""
+    failing = report.failure.node if report.failure is not None else None
+    folded: set[str] = set()
+    for node in report.nodes:  # graph order: a node's inputs come before it
+        if node.op in ("placeholder", "output") or node.name == failing:
+            continue
+        if node.shape is None:
+            # a number, a tuple of sizes, a bool, an assert's None: not a tensor. After a break
+            # an unreached node has no value either, and stays a (greyed) box.
+            if report.failure is None or node.value is not None:
+                folded.add(node.name)
+            continue
+        if node.depends_on_input in (BOUND, BREAKS):
+            continue
+        if node.op == "get_attr":
+            folded.add(node.name)
+        elif node.type in _BOOKKEEPING and node.op in ("call_function", "call_method"):
+            real = [name for name in node.inputs if name not in folded]
+            if len(real) <= 1:
+                folded.add(node.name)
+    return folded
+
+
+def _box_lines(
+    row: Row, report: Report, theme: dict[str, Any], promoted: frozenset[str] = frozenset()
+) -> list[Line]:
+    category = _category(row, promoted)
     muted = theme["muted"] if category == NOT_REACHED else None
     kind = row.type + (" · " + params_label(row.params) if row.params else "")
     lines = [Line(row.name, NAME_PT, bold=True, color=muted), Line(kind, color=muted)]
@@ -153,7 +200,7 @@ def _box_lines(row: Row, report: Report, theme: dict[str, Any]) -> list[Line]:
     if facts:
         lines.append(Line(" · ".join(facts), color=muted))
     border = theme["boxes"][category][1]
-    if row.depends_on_input == BOUND:
+    if category == BOUND:
         lines.append(Line("bound: limits the input size", bold=True, color=border))
     if category == FAILED and report.failure is not None:
         # The message starts with the node's name, which the box already shows.
@@ -203,7 +250,16 @@ def _nest(rows: list[Row]) -> _Cluster:
             stack.append(cluster)
         else:
             stack[-1].items.append(row)
+    _prune(root)
     return root
+
+
+def _prune(cluster: _Cluster) -> None:
+    """Drop clusters left without a box (every node inside was folded)."""
+    for item in cluster.items:
+        if isinstance(item, _Cluster):
+            _prune(item)
+    cluster.items = [i for i in cluster.items if not isinstance(i, _Cluster) or i.items]
 
 
 def _is_input(item: Row | _Cluster) -> bool:
@@ -284,20 +340,31 @@ def diagram(
     depth: int | None = None,
     rankdir: str | None = None,
     theme: str = "light",
+    show_plumbing: bool = False,
+    dpi: int | None = None,
 ) -> graphviz.Digraph:
     """The report as a `graphviz.Digraph`, ready to render or to restyle.
 
-    Modules at `depth` (default DEFAULT_DEPTH) are drawn as single boxes, the ones above as
-    clusters. `rankdir` (TB, LR, BT, RL; default TB) is the flow inside a stage; stages are
-    placed across it. `theme` is "light" or "dark".
+    Modules at `depth` are drawn as single boxes, the ones above as clusters; by default
+    DEFAULT_DEPTH, lowered until at most MAX_BOXES boxes remain (an explicit depth with more
+    raises UsageError naming one that fits). `rankdir` (TB, LR, BT, RL; default TB) is the flow
+    inside a stage; stages are placed across it. `theme` is "light" or "dark". Scalar plumbing
+    and parameter bookkeeping (`plumbing_nodes`) are folded into the edges they sit on unless
+    `show_plumbing`; a folded node that bounds the input size makes the next box bound. `dpi`
+    sets the resolution of PNG output.
     """
     if theme not in _THEMES:
         raise UsageError(f"unknown theme {theme!r}; use one of: {', '.join(_THEMES)}")
     if rankdir not in (None, "TB", "LR", "BT", "RL"):
         raise UsageError(f"unknown rankdir {rankdir!r}; use one of: TB, LR, BT, RL")
+    if dpi is not None and not 10 <= dpi <= 2400:
+        raise UsageError(f"dpi {dpi} is out of range; use 10 to 2400")
     colors = _THEMES[theme]
-    root = _nest(build_rows(report, DEFAULT_DEPTH if depth is None else depth))
+    folded = set() if show_plumbing else plumbing_nodes(report)
+    root = _nest(_fitting_rows(report, depth, folded))
     graph = graphviz.Digraph(name="shapetrace")
+    if dpi is not None:
+        graph.attr(dpi=str(dpi))
     graph.attr(
         rankdir=rankdir or "TB",
         newrank="true",  # lets the stage heads share a rank across clusters
@@ -330,16 +397,19 @@ def diagram(
     box_ids = {id(row): ids.make(row.name) for row in _boxes(root.items)}
     columns = [[box_ids[id(row)] for row in _boxes(column)] for column in _columns(root)]
     heads = [column[0] for column in columns]
-    _draw(graph, root, report, colors, ids, box_ids, _order(root, box_ids, heads), 0)
-
     box_of: dict[str, str] = {}  # node name -> the box that draws it
-    category: dict[str, str] = {}
+    row_of: dict[str, str] = {}  # node name -> the name of the row that draws it
     for row in _boxes(root.items):
         for member in row.members or (row.name,):
             box_of[member] = box_ids[id(row)]
-        category[box_ids[id(row)]] = _category(row)
+            row_of[member] = row.name
+    promoted = _promoted(report, folded, row_of)
+    order = _order(root, box_ids, heads)
+    _draw(graph, root, report, colors, ids, box_ids, order, 0, promoted)
+
+    category = {box_ids[id(row)]: _category(row, promoted) for row in _boxes(root.items)}
     column_of = {box: index for index, column in enumerate(columns) for box in column}
-    _draw_edges(graph, report, box_of, column_of, category, colors)
+    _draw_edges(graph, report, box_of, folded, column_of, category, colors)
     legend = _draw_legend(graph, set(category.values()), colors)
     # Every column starts on the first rank: the stages stand side by side. The legend goes
     # under the last one.
@@ -350,6 +420,45 @@ def diagram(
     if columns:
         graph.edge(columns[-1][-1], legend, style="invis")
     return graph
+
+
+def _fitting_rows(report: Report, depth: int | None, folded: set[str]) -> list[Row]:
+    """The rows to draw: at `depth`, or at the deepest depth up to DEFAULT_DEPTH that fits."""
+
+    def rows_at(level: int) -> list[Row]:
+        rows = build_rows(report, level)
+        return [r for r in rows if not (r.kind == "node" and r.name in folded)]
+
+    def boxes(rows: list[Row]) -> int:
+        return sum(1 for r in rows if r.kind != "group")
+
+    level = DEFAULT_DEPTH if depth is None else depth
+    rows = rows_at(level)
+    count = boxes(rows)
+    if count <= MAX_BOXES:
+        return rows
+    fits = next((d for d in range(level - 1, 0, -1) if boxes(rows_at(d)) <= MAX_BOXES), None)
+    if depth is None and fits is not None:
+        return rows_at(fits)
+    advice = f"draw it at depth {fits}" if fits is not None else "export Markdown or JSON"
+    raise UsageError(
+        f"{count:,} boxes at depth {level} are too many to lay out (Graphviz takes minutes "
+        f"past {MAX_BOXES}): {advice}"
+    )
+
+
+def _promoted(report: Report, folded: set[str], row_of: dict[str, str]) -> frozenset[str]:
+    """Rows drawn bound because a folded node that bounds the input size (ViT's `_assert` of
+    the image height) sits just before them: the next drawn node in graph order."""
+    promoted = set()
+    pending = False
+    for node in report.nodes:
+        if node.name in folded:
+            pending = pending or node.depends_on_input == BOUND
+        elif pending and node.name in row_of:
+            promoted.add(row_of[node.name])
+            pending = False
+    return frozenset(promoted)
 
 
 def _title_lines(report: Report, colors: dict[str, Any]) -> list[Line]:
@@ -398,13 +507,14 @@ def _draw(
     box_ids: dict[int, str],
     order: dict[int, list[tuple[str, str]]],
     level: int,
+    promoted: frozenset[str],
 ) -> None:
     for item in cluster.items:
         if isinstance(item, Row):
-            category = _category(item)
+            category = _category(item, promoted)
             graph.node(
                 box_ids[id(item)],
-                label=html_label(_box_lines(item, report, colors)),
+                label=html_label(_box_lines(item, report, colors, promoted)),
                 tooltip=box_tooltip(item, report),
                 **_box_attrs(category, colors),
             )
@@ -423,7 +533,7 @@ def _draw(
             fontcolor=colors["muted"] if muted else colors["text"],
             penwidth="2" if row.status == FAILED else "1",
         )
-        _draw(sub, item, report, colors, ids, box_ids, order, level + 1)
+        _draw(sub, item, report, colors, ids, box_ids, order, level + 1, promoted)
         graph.subgraph(sub)
     for left, right in order.get(id(cluster), []):
         graph.edge(left, right, style="invis")
@@ -433,40 +543,45 @@ def _draw_edges(
     graph: graphviz.Digraph,
     report: Report,
     box_of: dict[str, str],
+    folded: set[str],
     column_of: dict[str, int],
     category: dict[str, str],
     colors: dict[str, Any],
 ) -> None:
-    """One edge per pair of boxes, labelled with its tensor's shape where that shape is new."""
-    shapes = {node.name: node.shape for node in report.nodes}
-    edges: dict[tuple[str, str], Any] = {}
-    entering: dict[str, list[Any]] = {}  # box -> shapes of the tensors that enter it
+    """One edge per pair of boxes, unlabelled: every box shows its output shape, so no label
+    sits over another edge or a box. An edge into a folded tensor node (a class token's `cat`)
+    continues to that node's users; folded scalars carry no data and draw no edge."""
+    inputs = {node.name: node.inputs for node in report.nodes}
+    tensor = {node.name: node.shape is not None for node in report.nodes}
+    sources: dict[str, set[str]] = {}
+
+    def boxes_feeding(name: str) -> set[str]:
+        """The boxes whose tensors reach a node through `name` (memoised, graph order)."""
+        if name in box_of:
+            return {box_of[name]}
+        if name not in sources:
+            found: set[str] = set()
+            if name in folded and tensor.get(name):
+                for source in inputs.get(name, []):
+                    found |= boxes_feeding(source)
+            sources[name] = found
+        return sources[name]
+
+    edges: dict[tuple[str, str], None] = {}
     for node in report.nodes:
-        head = box_of[node.name]
+        head = box_of.get(node.name)
+        if head is None:
+            continue
         for name in node.inputs:
-            tail = box_of.get(name)
-            if tail is None or tail == head:
-                continue
-            shape = shapes[name]
-            edges.setdefault((tail, head), shape)
-            entering.setdefault(head, []).append(shape)
+            for tail in sorted(boxes_feeding(name)):
+                if tail != head:
+                    edges.setdefault((tail, head), None)
     failed = colors["boxes"][FAILED][1]
-    for (tail, head), shape in edges.items():
+    for tail, head in edges:
         attrs: dict[str, str] = {}
-        label_key = "label"
         if column_of[tail] != column_of[head]:
-            # Between columns: the edge must not push the next column down, and its label sits
-            # at its start, by the box it leaves, not halfway along a long curve.
-            attrs.update(constraint="false")
-            label_key = "taillabel"
-        into_failure = category[head] == FAILED
-        # Inputs show their shape in their box; elsewhere label the shapes a box creates.
-        new = tail in entering and shape not in entering[tail]
-        if shape is not None and (into_failure or new):
-            attrs[label_key] = html_label(
-                [Line(shape_label(shape), EDGE_PT, color=failed if into_failure else None)]
-            )
-        if into_failure:
+            attrs.update(constraint="false")  # must not push the next column down
+        if category[head] == FAILED:
             attrs.update(color=failed, penwidth="2")
         elif NOT_REACHED in (category[tail], category[head]):
             attrs.update(color=colors["muted"], style="dashed")
@@ -509,26 +624,28 @@ def write_diagram(
     depth: int | None = None,
     rankdir: str | None = None,
     theme: str = "light",
+    show_plumbing: bool = False,
+    dpi: int | None = None,
 ) -> None:
-    """Write the diagram as svg, png, pdf or dot to `path`; DOT source to stdout when path is None.
+    """Write the diagram as svg, png, pdf or dot to `path` (atomically); DOT source to stdout
+    when path is None. The options are `diagram`'s.
 
-    Raises UsageError when Graphviz's `dot` is needed and missing.
+    Raises UsageError when Graphviz's `dot` is needed and missing, or the graph is too large.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown diagram format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    graph = diagram(report, depth=depth, rankdir=rankdir, theme=theme)
+    graph = diagram(
+        report, depth=depth, rankdir=rankdir, theme=theme, show_plumbing=show_plumbing, dpi=dpi
+    )
     if fmt == "dot":
         if path is None:
             sys.stdout.write(graph.source)
         else:
-            with open(path, "w", encoding="utf-8") as out:
-                out.write(graph.source)
+            write_text(path, graph.source)
         return
     if path is None:
         raise UsageError(f"--format {fmt} needs -o FILE")
-    data = render(graph, fmt)
-    with open(path, "wb") as out:
-        out.write(data)
+    write_bytes(path, render(graph, fmt))
 
 
 def dot_available() -> bool:
