@@ -31,4 +31,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'shapetrace' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), "analyze"})
+
+
 __all__ = ["Report", "__version__", "analyze"]

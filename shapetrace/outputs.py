@@ -14,8 +14,15 @@ from pathlib import Path
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside `destination`; on a clean exit it replaces `destination`, on an
-    error it is removed and `destination` is left as it was."""
-    target = Path(destination)
+    error it is removed and `destination` is left as it was.
+
+    A destination that is not a regular file (`/dev/null`, `/dev/stdout`, a named pipe) cannot
+    be replaced, and must not be: it is written in place. A symbolic link is followed, so the
+    file it names is replaced and the link kept."""
+    target = Path(os.path.realpath(destination))
+    if target.exists() and not target.is_file():
+        yield target
+        return
     folder = target.parent if str(target.parent) else Path(".")
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from shapetrace.cli import options
-from shapetrace.cli.output import emit_report
+from shapetrace.cli.output import emit_report, load_analysis
 from shapetrace.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from shapetrace.inputs import parse_model_args
 from shapetrace.version import __version__
@@ -53,6 +53,7 @@ def run(argv: list[str]) -> int:
             }
         )
         return EXIT_REJECTED if shown is not None and shown.failure is not None else EXIT_OK
+    load_analysis()
     from shapetrace.analysis import analyze
 
     report = analyze(

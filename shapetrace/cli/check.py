@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from shapetrace.cli import options
+from shapetrace.cli.output import load_analysis
 from shapetrace.errors import EXIT_CANNOT_ANALYSE, EXIT_OK, EXIT_REJECTED, UsageError
 from shapetrace.inputs import parse_model_args
 
@@ -28,6 +29,7 @@ def run(argv: list[str]) -> int:
 
     if not args.input:
         raise UsageError("check needs at least one --input, e.g. --input 224 --input 448")
+    load_analysis()
     results = check_sizes(
         args.model, args.input, parse_model_args(args.model_args), train=args.train
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from shapetrace.cli import options
-from shapetrace.cli.output import color, write_text
+from shapetrace.cli.output import color, load_analysis, write_text
 from shapetrace.errors import EXIT_OK, EXIT_REJECTED
 from shapetrace.inputs import parse_model_args
 
@@ -42,6 +42,7 @@ def run(argv: list[str]) -> int:
     from shapetrace.tasks.diff import diff_models
     from shapetrace.views import diff as views
 
+    load_analysis()
     args_a = parse_model_args(args.model_args)
     args_b = parse_model_args(args.model_args_b) if args.model_args_b else args_a
     result = diff_models(

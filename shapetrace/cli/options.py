@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,6 +32,7 @@ EXIT_CODES_HELP = """exit codes:
      bad --model-args)
   3  the model cannot be analysed (untraceable, constructor raises)
   4  internal error of shapetrace (rerun with --debug)
+  141  stdout closed early (`| head`): ends quietly, as a Unix tool killed by SIGPIPE
 """
 
 INPUT_HELP = (
@@ -40,11 +42,21 @@ INPUT_HELP = (
 MODEL_ARGS_HELP = "keyword arguments for the model's constructor, e.g. '{\"base_dim\": 32}'"
 
 
+class ArgparseExit(SystemExit):
+    """argparse ending the command itself (`--help`, `--version`), told apart from a
+    `sys.exit()` in the model's code."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line, with exit code 2."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise ArgparseExit(status)
 
 
 def parser(prog: str, description: str, exit_codes: bool = True) -> Parser:
@@ -151,6 +163,8 @@ def output_format(
         return fmt
     if output:
         suffix = Path(output).suffix.lower()
+        if not suffix:  # `-o report`, `-o /dev/null`: the table as text
+            return "table"
         if suffix not in suffixes:
             raise UsageError(
                 f"-o {output}: unknown suffix '{suffix}'; use one of "

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shapetrace.cli import options
-from shapetrace.cli.output import write_text
-from shapetrace.errors import EXIT_OK, EXIT_REJECTED
+from shapetrace.cli.output import load_analysis, write_text
+from shapetrace.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from shapetrace.inputs import parse_model_args
 
 
@@ -39,11 +39,12 @@ def parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from shapetrace.tasks.sweep import parse_sizes, sweep
+    from shapetrace.tasks.sweep import sweep
     from shapetrace.views.sweep import render
 
     fmt = options.output_format(args.format, args.output, options.TEXT_SUFFIXES)
-    sizes = parse_sizes(args.sizes)
+    sizes = _sizes(args.sizes)
+    load_analysis()
     with _progress(len(sizes)) as advance:
         result = sweep(
             args.model,
@@ -55,6 +56,19 @@ def run(argv: list[str]) -> int:
         )
     write_text(render(result, fmt), args.output)
     return EXIT_OK if result.all_accepted else EXIT_REJECTED
+
+
+def _sizes(text: str) -> list[tuple[int, ...]]:
+    """--sizes parsed; anything but ASCII digits (`²`, `٣`, which str.isdigit accepts) is a
+    usage error."""
+    from shapetrace.tasks.sweep import parse_sizes
+
+    if not text.isascii():
+        raise UsageError(f"--sizes {text}: sizes are written with the digits 0-9, e.g. 224,448")
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise UsageError(f"--sizes {text}: not a size like 224, 224x320 or 32:1024:32") from exc
 
 
 @contextmanager

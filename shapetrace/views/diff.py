@@ -1,7 +1,9 @@
 """Views of a structural diff: a rich table for the terminal, Markdown, and JSON.
 
 All read a `DiffResult` (plain data); nothing here imports torch. Aligned nodes that are the
-same on both sides are counted, not listed, so the differences stand out.
+same on both sides are counted, not listed, so the differences stand out. Model names, node
+names and paths are the models' own: the terminal view shows them as rich `Text` with control
+characters made visible, never as markup; Markdown escapes HTML (`shapetrace.safetext`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shapetrace.report import format_shape
+from shapetrace.safetext import html_text, plain
 from shapetrace.tasks.diff import DiffResult, ModuleOnly, NodeDiff
 from shapetrace.views.table import make_console, print_table
 
@@ -105,7 +108,7 @@ def build_table(result: DiffResult) -> Table:
         table.add_column(column, no_wrap=column != "Change")
     for row in result.differences:
         style = {"only_a": "red", "only_b": "green"}.get(row.status)
-        table.add_row(
+        cells = (
             row.a or "",
             row.type_a or "",
             format_shape(row.shape_a) if row.a else "",
@@ -113,8 +116,8 @@ def build_table(result: DiffResult) -> Table:
             row.type_b or "",
             format_shape(row.shape_b) if row.b else "",
             change_text(row),
-            style=style,
         )
+        table.add_row(*(Text(plain(c)) for c in cells), style=style)
     return table
 
 
@@ -126,26 +129,26 @@ def render(
 ) -> None:
     """Print the diff: heading, notable differences, totals, modules on one side, nodes."""
     console = make_console(file, color, width)
-    console.print(Text(heading(result), style="bold"))
-    console.print(verdict(result))
+    console.print(Text(plain(heading(result)), style="bold"))
+    console.print(Text(plain(verdict(result))))
     if result.notable:
         console.print(Text("\nNotable differences", style="bold"))
         for line in result.notable:
-            console.print(f"- {line}", soft_wrap=False, overflow="fold")
+            console.print(Text(plain(f"- {line}")), soft_wrap=False, overflow="fold")
     totals = Table(title="Totals", title_justify="left", pad_edge=False)
     for column in ("", "A", "B", "B vs A"):
         totals.add_column(column, justify="left" if not column else "right")
     for row in total_rows(result):
-        totals.add_row(*row)
+        totals.add_row(*(Text(plain(c)) for c in row))
     print_table(console, totals, width)
     for label, modules in (("A", result.modules_only_a), ("B", result.modules_only_b)):
         if modules:
             console.print(Text(f"Modules only in {label}", style="bold"))
             for line in module_lines(modules):
-                console.print(f"- {line}", overflow="fold")
+                console.print(Text(plain(f"- {line}")), overflow="fold")
     if result.differences:
         print_table(console, build_table(result), width)
-    console.print(f"{result.identical} aligned nodes identical on both sides (not listed).")
+    console.print(Text(f"{result.identical} aligned nodes identical on both sides (not listed)."))
 
 
 def render_text(result: DiffResult, width: int = 160) -> str:
@@ -159,23 +162,25 @@ def render_text(result: DiffResult, width: int = 160) -> str:
 
 
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|")
+    return html_text(text).replace("|", "\\|")
 
 
 def _md_table(header: list[str], rows: Iterable[Iterable[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    lines.extend("| " + " | ".join(str(c) for c in row) + " |" for row in rows)
     return lines
 
 
 def render_markdown(result: DiffResult) -> str:
     """The diff as a Markdown document."""
-    lines = [f"### {_cell(heading(result))}", "", verdict(result), ""]
+    lines = [f"### {_cell(heading(result))}", "", _cell(verdict(result)), ""]
     if result.notable:
         lines += ["**Notable differences**", ""]
         lines += [f"- {_cell(line)}" for line in result.notable]
         lines.append("")
-    lines += _md_table(["", "A", "B", "B vs A"], total_rows(result))
+    lines += _md_table(
+        ["", "A", "B", "B vs A"], ([_cell(c) for c in r] for r in total_rows(result))
+    )
     lines.append("")
     for label, modules in (("A", result.modules_only_a), ("B", result.modules_only_b)):
         if modules:
@@ -185,13 +190,13 @@ def render_markdown(result: DiffResult) -> str:
     if result.differences:
         rows = [
             (
-                f"`{r.a}`" if r.a else "",
-                r.type_a or "",
-                format_shape(r.shape_a) if r.a else "",
-                f"`{r.b}`" if r.b else "",
-                r.type_b or "",
-                format_shape(r.shape_b) if r.b else "",
-                change_text(r),
+                f"`{_cell(r.a)}`" if r.a else "",
+                _cell(r.type_a or ""),
+                _cell(format_shape(r.shape_a)) if r.a else "",
+                f"`{_cell(r.b)}`" if r.b else "",
+                _cell(r.type_b or ""),
+                _cell(format_shape(r.shape_b)) if r.b else "",
+                _cell(change_text(r)),
             )
             for r in result.differences
         ]

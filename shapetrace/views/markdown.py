@@ -1,14 +1,19 @@
-"""Markdown for docs: the same rows as the table, indentation kept with em spaces."""
+"""Markdown for docs: the same rows as the table, indentation kept with em spaces.
+
+Names, paths and messages come from the model or the report: every cell and line is
+HTML-escaped (`safetext.html_text`), so `<script>` or `<img onerror=...>` in a layer name shows
+as text wherever the Markdown is rendered."""
 
 from __future__ import annotations
 
 from shapetrace.report import Report
+from shapetrace.safetext import html_text
 from shapetrace.views.summary import diagnosis_lines, heading, totals_lines
 from shapetrace.views.tree import FAILED, NOT_REACHED, Row, build_rows, cell_text, columns_for
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return html_text(text).replace("|", "\\|")
 
 
 def _emphasised(row: Row, key: str, text: str) -> bool:

@@ -1,5 +1,6 @@
 """A Report in Jupyter: shown as its architecture diagram (as its Markdown table where Graphviz's
-`dot` is missing), and `report.diagram(depth=2)` for the `graphviz.Digraph`.
+`dot` is missing), and `report.diagram(depth=2)` for the `graphviz.Digraph`; `print(report)`
+gives the terminal table.
 
 `shapetrace.report` declares those methods and calls the display installed here; `import
 shapetrace` installs it. graphviz is imported on first use.
@@ -34,6 +35,13 @@ class Display:
         from shapetrace.views.markdown import render
 
         return None if dot_available() else render(report)
+
+    def text(self, report: Report) -> str:
+        import shutil
+
+        from shapetrace.views.table import render_text
+
+        return render_text(report, width=shutil.get_terminal_size().columns).rstrip("\n")
 
 
 def install() -> None:

@@ -1,5 +1,7 @@
 """Views of a sweep (`shapetrace sweep`): aligned text columns, Markdown and JSON, each with the
-domain, aligned sizes and verdict below the sizes. Nothing here imports torch."""
+domain, aligned sizes and verdict below the sizes. Nothing here imports torch. Node names and
+messages are the model's: control characters are made visible in text, HTML escaped in
+Markdown (`shapetrace.safetext`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shapetrace.report import format_shape
+from shapetrace.safetext import html_text, plain
 from shapetrace.tasks.sweep import Sweep
 
 
@@ -41,7 +44,7 @@ def _columns(s: Sweep) -> list[list[str]]:
         domain = {True: "accepts", False: "rejects", None: "?"}[row.in_domain]
         if row.agrees is False:
             domain += " (disagrees)"
-        rows.append([r.size, r.status, what, domain])
+        rows.append([plain(r.size), r.status, plain(what), domain])
     return rows
 
 
@@ -74,14 +77,14 @@ def _footer(s: Sweep) -> list[str]:
     if s.verdict:
         lines.append(f"Verdict: {s.verdict}")
     lines.append(f"{len(s.rows) - rejected} of {len(s.rows)} sizes accepted.")
-    return lines
+    return [plain(line) for line in lines]
 
 
 def render_table(s: Sweep) -> str:
     """Aligned plain-text columns, then the domain, aligned sizes and verdict."""
     rows = [_HEADER, *_columns(s)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER) - 1)]
-    lines = [f"{s.model} · input {s.input} · sweep of {', '.join(s.axes)}", ""]
+    lines = [plain(f"{s.model} · input {s.input} · sweep of {', '.join(s.axes)}"), ""]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
     return "\n".join([*lines, "", *_footer(s)]) + "\n"
@@ -91,14 +94,14 @@ def render_markdown(s: Sweep) -> str:
     """A Markdown table, then the domain, aligned sizes and verdict."""
 
     def cell(text: str) -> str:
-        return text.replace("|", "\\|")
+        return html_text(text).replace("|", "\\|")
 
-    lines = [f"## {s.model}: sweep of {', '.join(s.axes)} (input {s.input})", ""]
+    lines = [cell(f"## {s.model}: sweep of {', '.join(s.axes)} (input {s.input})"), ""]
     lines.append("| " + " | ".join(_HEADER) + " |")
     lines.append("|" + "---|" * len(_HEADER))
     for r in _columns(s):
         lines.append("| " + " | ".join(cell(c) for c in r) + " |")
-    return "\n".join([*lines, "", *(f"{line}  " for line in _footer(s))]) + "\n"
+    return "\n".join([*lines, "", *(f"{cell(line)}  " for line in _footer(s))]) + "\n"
 
 
 def render(s: Sweep, fmt: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapetrace.report import Module, Node, Report, format_shape
+from shapetrace.safetext import plain
 from shapetrace.views.rf_text import format_rf
 
 OK, FAILED, NOT_REACHED = "ok", "failed", "not_reached"
@@ -30,6 +31,7 @@ class Row:
     node: Node | None = None
     module: Module | None = None
     members: tuple[str, ...] = ()  # node names a group or collapsed row stands for
+    activation_bytes: int | None = None  # bytes of the row's output (a collapsed row: its last)
 
     @property
     def rf(self) -> dict[str, Any] | None:
@@ -143,6 +145,8 @@ def build_rows(report: Report, depth: int | None = None) -> list[Row]:
                 )
                 rows.append(collapsed)
             collapsed.members += (node.name,)
+            if node.activation_bytes is not None:
+                collapsed.activation_bytes = node.activation_bytes
             if collapsed.module is not None and collapsed.module.shape is None and node.shape:
                 collapsed.shape = node.shape  # containers never called (ModuleList): last output
             if status == FAILED or (
@@ -153,7 +157,15 @@ def build_rows(report: Report, depth: int | None = None) -> list[Row]:
         collapsed = None
         rows.append(
             Row(
-                "node", node.name, len(stack), node.type, node.shape, node.params, status, node=node
+                "node",
+                node.name,
+                len(stack),
+                node.type,
+                node.shape,
+                node.params,
+                status,
+                node=node,
+                activation_bytes=node.activation_bytes,
             )
         )
     _mark_groups(rows, report)
@@ -191,6 +203,16 @@ def format_macs(macs: int | None) -> str:
     return str(macs)
 
 
+def format_bytes(count: int | None) -> str:
+    """Bytes, compact in binary units: 392.0 KiB, 3.1 MiB; empty when unknown."""
+    if count is None:
+        return ""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
 def format_params(count: int) -> str:
     """1234567 -> 1,234,567; 0 -> -."""
     return f"{count:,}" if count else "-"
@@ -211,6 +233,8 @@ def columns_for(report: Report, rows: list[Row]) -> list[Column]:
     columns.append(Column("params", "Params", numeric=True))
     if "macs" in report.totals:
         columns.append(Column("macs", "MACs", numeric=True))
+    if any(r.activation_bytes is not None for r in rows):
+        columns.append(Column("act", "Activations", numeric=True))
     if any(r.rf for r in rows):
         columns.append(Column("rf", "RF size/stride", numeric=True))
     if any(r.depends_on_input for r in rows):
@@ -219,7 +243,12 @@ def columns_for(report: Report, rows: list[Row]) -> list[Column]:
 
 
 def cell_text(row: Row, key: str) -> str:
-    """The plain text of one cell; views add their own emphasis."""
+    """The plain text of one cell, control characters made visible (`shapetrace.safetext`);
+    views add their own emphasis and escaping."""
+    return plain(_cell_text(row, key))
+
+
+def _cell_text(row: Row, key: str) -> str:
     if key == "name":
         return row.name
     if key == "type":
@@ -234,6 +263,8 @@ def cell_text(row: Row, key: str) -> str:
         return format_params(row.params)
     if key == "macs":
         return "" if row.status == NOT_REACHED else format_macs(row.macs)
+    if key == "act":
+        return "" if row.status == NOT_REACHED else format_bytes(row.activation_bytes)
     if key == "rf":
         return format_rf(row.rf) if row.rf else ""
     if key == "dep":
