@@ -175,7 +175,7 @@ def _squeeze(p: Propagator, x: STensor, dim: Any) -> STensor:
                 p.require("squeeze", size, "==", 1, message)
                 continue
             message = say(f"{name}: squeeze drops a dim of size ", size)
-            p.require("squeeze", size, ">=", 2, message, need=2)
+            p.require("squeeze", size, "!=", 1, message)  # an empty dim stays too
             keep.append(d)
         elif size.vars or size.const != 1:
             keep.append(d)
@@ -347,11 +347,8 @@ def _split_family(p: Propagator, call: Call) -> Any:
     size = x.shape[d]
     name, axis = p.name, p.axis_of(x, d)
     if call.name == "unbind":
-        if size.vars:
-            p.equal_sizes(
-                size, Poly.of(_pieces_seen(p)), f"unbind into a fixed number along {axis}"
-            )
-        count = size.const if size.is_const else _pieces_seen(p)
+        count = _pieces_seen(p, size)
+        p.equal_sizes(size, Poly.of(count), f"unbind into {count} pieces along {axis}")
         part = STensor((*x.shape[:d], *x.shape[d + 1 :]), (*x.axes[:d], *x.axes[d + 1 :]))
         return tuple(part for _ in range(count))
     if call.name == "tensor_split":
@@ -359,7 +356,9 @@ def _split_family(p: Propagator, call: Call) -> Any:
     elif call.name == "chunk":
         step = (size + int(call.get("chunks")) - 1).floordiv(int(call.get("chunks")))
         chunks = int(call.get("chunks"))
-        pieces = _even_pieces(p, size, step, f"chunk({chunks}) along {axis}", at_most=False)
+        pieces = _even_pieces(
+            p, size, step, f"chunk({chunks}) along {axis}", at_most=False, empty=chunks
+        )
     else:
         sizes = call.get("split_size_or_sections")
         if isinstance(sizes, (list, tuple)):
@@ -390,16 +389,18 @@ def prod_sum(values: Sequence[Poly]) -> Poly:
     return total
 
 
-def _pieces_seen(p: Propagator) -> int:
-    """How many pieces the split gave at the analysed size: the traced graph reads that many."""
+def _pieces_seen(p: Propagator, size: Poly, step: Poly | None = None) -> int:
+    """How many pieces the split gives at the analysed size: the traced graph reads that many
+    (as observed, or computed when the run broke before it)."""
     observed = p.observed.get(p.node)
-    if not isinstance(observed, (list, tuple)):
-        raise Unsupported("a split whose pieces were not observed")
-    return len(observed)
+    if isinstance(observed, (list, tuple)):
+        return len(observed)
+    n = p.ev0.poly(size)
+    return n if step is None else -(-n // p.ev0.poly(step))
 
 
 def _even_pieces(
-    p: Propagator, size: Poly, step: Poly, what: str, *, at_most: bool = True
+    p: Propagator, size: Poly, step: Poly, what: str, *, at_most: bool = True, empty: int = 1
 ) -> list[Poly]:
     """Pieces of `step` and a shorter last one. Along a varying dim their number varies, but
     the traced graph (the model's unpacking) reads the number seen at the analysed size, so
@@ -407,14 +408,18 @@ def _even_pieces(
     cannot give more) there is no piece more."""
     if size.is_const and step.is_const:
         n, k = size.const, step.const
+        if n == 0:
+            return [Poly.of(0)] * empty
         return [Poly.of(min(k, n - s)) for s in range(0, n, k)]
-    count = _pieces_seen(p)
+    count = _pieces_seen(p, size, step)
     last = size - step * (count - 1)
     name = p.name
     fewer = say(
         f"{name}: {what} gives fewer than the {count} pieces the model reads at size ", size
     )
-    p.require("min", last, ">=", 1, fewer, need=count)
+    # An empty dim gives `empty` empty pieces.
+    nothing = [p.make("min", size, "==", 0, fewer)] if count == empty else []
+    p.require("min", last, ">=", 1, fewer, need=count, alternatives=nothing)
     if at_most:
         more = say(
             f"{name}: {what} gives more than the {count} pieces the model reads at size ", size

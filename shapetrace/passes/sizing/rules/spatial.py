@@ -135,8 +135,17 @@ def _pool(p: Propagator, call: Call, x: STensor, w: ops.Window) -> Any:
         shape[d] = _pool_size(size, k, s, pad, dil, w.ceil_mode)
         need = _least_input(k, s, pad, dil, w.ceil_mode)
         p.need_positive(shape[d], size, desc, p.axis_of(x, d), need)
+        if need == 1:  # padding alone would give an empty map an output: pools refuse it
+            _non_empty(p, size, desc, p.axis_of(x, d))
     out = x.like(shape, x.axes)
     return (out, out) if call.get("return_indices", False) else out
+
+
+def _non_empty(p: Propagator, size: Poly, desc: str, axis: str) -> None:
+    name = p.name
+    p.require(
+        "min", size, ">=", 1, say(f"{name}: {desc} needs a non-empty map along {axis}, gets ", size)
+    )
 
 
 def _blocks(p: Propagator, x: STensor, d: int, w: ops.Window, i: int, desc: str) -> Poly:
@@ -180,7 +189,9 @@ def _adaptive(p: Propagator, call: Call) -> Any:
     rank = call.get("rank")
     if rank is None:
         rank = len(output_size) if isinstance(output_size, (list, tuple)) else x.ndim - 2
-    _, first = _spatial_split(x, rank)
+    if x.ndim < rank + 1:
+        raise Unsupported(f"a {x.ndim}-d input to a {rank}-d adaptive pool")
+    first = x.ndim - rank  # any leading dims
     sizes = (
         [output_size] * rank
         if isinstance(output_size, int) or output_size is None
@@ -242,6 +253,7 @@ def _interpolate(p: Propagator, x: STensor, size: Any, scale_factor: Any) -> STe
         else:
             raise Unsupported("interpolate without size or scale_factor")
         src = x.shape[d]
+        _non_empty(p, src, "interpolate", p.axis_of(x, d))
         need = 1
         if size is None:
             ev = Evaluator({})
