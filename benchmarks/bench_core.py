@@ -432,7 +432,7 @@ def section(
     notes = [
         SECTION_TITLE,
         "",
-        "Run: `/work/venv/bin/pip install -r benchmarks/requirements.txt`, then "
+        "Run: `pip install -r benchmarks/requirements.txt`, then "
         "`python benchmarks/bench_core.py --write` (15 to 20 minutes on 2 cores; "
         "`--rounds 1 --sizes 224 448` for a quick look).",
         "",

@@ -1,6 +1,7 @@
 """A decoder-only transformer language model, as a user would write one.
 
-At its defaults it has about 1.3 billion parameters (GPT-style: 24 layers, width 2048):
+At its defaults it has 1,418,649,600 parameters, about 1.4 billion (GPT-style: 24 layers,
+width 2048; the token embedding and the output head are separate matrices):
 
     shapetrace examples/decoder_lm.py:DecoderLM --input 1x1024:int64
 

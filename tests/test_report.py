@@ -64,3 +64,24 @@ def test_to_networkx_gives_the_graph_for_queries_of_ones_own() -> None:
     assert graph.nodes["layer4.2.relu_2"]["shape"] == [1, 2048, 7, 7]
     assert graph.nodes["fc"]["type"] == "Linear" and graph.nodes["fc"]["params"] == 2_049_000
     assert graph.graph["model"] == "resnet50"
+
+
+def test_readme_json_sample_is_real_output() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("## The JSON report (schema 1)", 1)[1].split("```json\n", 1)[1]
+    sample = json.loads(block.split("```", 1)[0])
+    real = json.loads(shapetrace.analyze("resnet50", "1x3x448x448").to_json())
+    assert list(sample) == list(real)
+    for key, value in sample.items():
+        if key == "nodes":
+            assert value == [n for n in real["nodes"] if n["name"] == value[0]["name"]]
+        elif key == "modules":
+            assert value == [m for m in real["modules"] if m["path"] == value[0]["path"]]
+        elif key == "verdict":
+            assert real["verdict"].startswith(value.rstrip(". "))
+        elif key == "source":
+            assert {k: v for k, v in value.items() if k != "versions"} == {
+                k: v for k, v in real["source"].items() if k != "versions"
+            }
+        else:
+            assert value == real[key], key
