@@ -700,8 +700,15 @@ async def test_export_writes_markdown_json_and_svg_of_the_current_view(
             status = static_text(app, "#status")
             if "wrote" in status:
                 assert "<svg" in (tmp_path / "view.svg").read_text()
+                await _export(app, pilot, "view.png")
+                assert (tmp_path / "view.png").read_bytes().startswith(b"\x89PNG")
+                await _export(app, pilot, "view.pdf")
+                assert (tmp_path / "view.pdf").read_bytes().startswith(b"%PDF")
+                assert "wrote view.pdf (pdf)" in static_text(app, "#status")
             else:  # Graphviz's dot is missing: the one-line reason is shown
                 assert "dot" in status
+        # every file was renamed into place: no temporary file is left beside them
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 @run_async
