@@ -119,3 +119,24 @@ def test_tui_without_a_terminal_ends_at_once(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "terminal" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_command_flushes_its_output_and_leaves_without_interpreter_teardown(
+    tmp_path: Path,
+) -> None:
+    saved = tmp_path / "r.json"
+    saved.write_text(tangle(3).to_json())
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('teardown ran'))\n"
+        f"sys.argv = ['shapetrace', 'show', {str(saved)!r}, '--format', 'markdown']\n"
+        "from shapetrace.cli import main\n"
+        "main()\n"
+        "print('main returned')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| `add_2` |" in result.stdout  # buffered output flushed before leaving
+    assert "teardown ran" not in result.stdout and "main returned" not in result.stdout
