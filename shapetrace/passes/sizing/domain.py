@@ -11,7 +11,7 @@ from torch import fx
 
 from shapetrace.passes import PassContext
 from shapetrace.passes.sizing.coupling import Combination, Coupling, coupled
-from shapetrace.passes.sizing.expr import Evaluator, Poly, Unknown
+from shapetrace.passes.sizing.expr import Evaluator, Mono, Poly, Sym, Unknown
 from shapetrace.passes.sizing.formulas import FormulaWriter, factor
 from shapetrace.passes.sizing.intset import IntSet
 from shapetrace.passes.sizing.propagate import Propagator
@@ -76,12 +76,13 @@ class SizeAnalysis:
         found = IntSet.full()
         solver = Solver({axis}, {})
         for c in self.unique:
-            if c.rel != "==" or c.alternatives or not c.rhs.is_const or c.opaque:
+            if c.rel != "==" or c.alternatives or c.opaque:
                 continue
             if len(c.vars - {BATCH}) < 2 or axis not in c.vars:
                 continue
-            content, parts = factor(c.lhs)
-            target = c.rhs.const
+            expr = _without_batch(c.expr)
+            content, parts = factor(expr - expr.const)
+            target = -expr.const
             if len(parts) < 2 or target == 0 or target % content:
                 continue
             quotient = abs(target // content)
@@ -416,3 +417,18 @@ def _downstream(graph: fx.Graph, sources: set[fx.Node]) -> set[fx.Node]:
         if node not in found and any(n in found for n in node.all_input_nodes):
             found.add(node)
     return found
+
+
+def _without_batch(p: Poly) -> Poly:
+    """`p / N` when N divides every term (`3136*N*h*w - 200704*N` is zero where `3136*h*w -
+    200704` is, N being at least 1), else `p`."""
+    batch = Sym(BATCH)
+    if p.const or not all(batch in mono for mono, _ in p.terms):
+        return p
+    terms: dict[Mono, int] = {}
+    for mono, coef in p.terms:
+        rest = list(mono)
+        rest.remove(batch)
+        terms[tuple(rest)] = coef
+    const = terms.pop((), 0)
+    return Poly(terms, const)

@@ -411,16 +411,21 @@ class Verdict:
         at = "x".join(str(self.a.reference[a]) for a in axes)
         ran = all(not self.a.sets[a].is_empty() for a in axes)
         lead = f"Accepts {at}" if ran else f"No size is known to be accepted ({at} is not)"
+        by_op: dict[str, list[str]] = {}
         causes = []
-        for entry in self.a.open[:3]:
+        for entry in self.a.open:
             op = entry.get("op")
             if op is None:
                 causes.append(f"{entry['node']} has {entry['reason']}")
             else:
-                shown = f" ({op})" if op != entry["node"] else ""
-                causes.append(f"{entry['node']}{shown} has no size rule")
-        more = f" and {len(self.a.open) - 3} more" if len(self.a.open) > 3 else ""
-        text = f"{lead}; beyond it unknown: {', '.join(causes)}{more}."
+                by_op.setdefault(op, []).append(entry["node"])
+        for op, nodes in by_op.items():
+            if len(nodes) > 1:
+                causes.append(f"{op} ({len(nodes)} nodes, first {nodes[0]}) has no size rule")
+            else:
+                causes.append(f"{nodes[0]}{f' ({op})' if op != nodes[0] else ''} has no size rule")
+        more = f" and {len(causes) - 3} more" if len(causes) > 3 else ""
+        text = f"{lead}; beyond it unknown: {', '.join(causes[:3])}{more}."
         texts = {a: _set_text(self.a.possible[a].segments()) for a in axes}
         if any(t != ">= 1" for t in texts.values()):
             known = " and ".join(f"{a} {t}" for a, t in texts.items())
