@@ -197,3 +197,15 @@ class Kron(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
         return torch.kron(y, y.new_ones(1, 1, 2, 2))
+
+
+class AddFixedMap(nn.Module):
+    """A map added to one of fixed size (14 x 14): equal sizes, or a map of 1 that broadcasts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y + y.new_zeros(1, 4, 14, 14)

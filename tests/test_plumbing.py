@@ -170,3 +170,13 @@ def test_an_op_without_a_size_rule_leaves_the_domain_open_beyond_the_analysed_si
     for axis in "HW":
         brute = sweep(meta, report, axis, range(1, 41), (1, 4, None, None))
         assert 16 in brute and brute <= members(possible, range(1, 41))
+
+
+def test_a_map_added_to_a_fixed_one_is_accepted_where_sizes_agree_or_broadcast() -> None:
+    model = pm.AddFixedMap()
+    report = analyse(model, "1x3x16x16")
+    assert report.domain is not None and report.domain["H"] == [[3, 3], [16, 16]]
+    assert_domain_matches(model.to("meta"), report, SIZES, (1, 4, None, None))
+    # Its reason in numbers where it fails, not at the analysed size where it holds.
+    assert "14 vs 14" not in (report.verdict or "")
+    assert "2 vs 14 at H = 4" in (report.verdict or "")

@@ -10,7 +10,7 @@ from shapetrace import ops
 from shapetrace.ops import Family
 from shapetrace.passes.shapes import describe_module, op_label
 from shapetrace.passes.sizing.domain import SizeAnalysis
-from shapetrace.passes.sizing.expr import Evaluator, Poly
+from shapetrace.passes.sizing.expr import Evaluator, Poly, Unknown
 from shapetrace.passes.sizing.tensors import BATCH, KIND_TEXT, Constraint, STensor, flat_args
 from shapetrace.report import Failure
 
@@ -101,21 +101,24 @@ class Verdict:
     def size_over_domain(self, node: fx.Node) -> str:
         """`7x7` when the map has one size at every accepted input, else its ranges."""
         parts = []
+        ranged = False
         for axis, dim in self.spatial(node):
             solver = self.a.solvers.get(axis)
-            if solver is None or self.a.sets[axis].is_empty():
+            if solver is None or self.a.possible[axis].is_empty():
                 return "x".join(str(v) for v in self.size_at_ref(node))
             values = sorted({solver.value(dim, n) for n in self.a.samples(axis)})
-            unbounded = any(hi is None for _, hi, _ in self.a.sets[axis].segments())
-            if not values:
-                parts.append("?")
-            elif unbounded and len(values) > 1:
-                parts.append(f"{values[0]}+")
+            unbounded = any(hi is None for _, hi, _ in self.a.possible[axis].segments())
+            ranged = ranged or len(values) > 1
+            if unbounded and len(values) > 1:
+                parts.append(f"{values[0]} or more")
             elif len(values) == 1:
                 parts.append(str(values[0]))
             else:
-                parts.append(f"{values[0]}..{values[-1]}")
-        return "x".join(parts)
+                parts.append(f"{values[0]} to {values[-1]}")
+        # `7x7`; a size that varies is spelled out: `(2 or more) x 8`.
+        if not ranged:
+            return "x".join(parts)
+        return " x ".join(f"({p})" if " " in p else p for p in parts)
 
     # -- sentences -----------------------------------------------------------------------
     def accepts(self) -> str:
@@ -232,8 +235,33 @@ class Verdict:
                 f"interpolate {label} to the input's token grid (as timm's "
                 "resample_abs_pos_embed does)",
             )
-        text = self.a.message(c, self.a.reference)
-        return (text or f"{name}: {KIND_TEXT[c.kind]}"), ""
+        # Its message in numbers where it fails (at the reference it holds: `196 vs 196`).
+        env = self.failing(c)
+        if env is None:
+            return None
+        text = self.a.message(c, env) or f"{name}: {KIND_TEXT[c.kind]}"
+        moved = [f"{a} = {env[a]}" for a in self.a.axes if env[a] != self.a.reference[a]]
+        return text + (f" at {', '.join(moved)}" if moved else ""), ""
+
+    def failing(self, c: Constraint) -> dict[str, int] | None:
+        """Sizes where `c` fails: the reference, else an edge of the domain."""
+        envs = [self.a.reference]
+        for axis in self.a.axes:
+            for lo, hi, step in self.a.possible[axis].segments():
+                probes = [lo - 1, lo + 1] if step > 1 else [lo - 1]
+                probes += [hi + 1] if hi is not None else []
+                envs += [self.a.env_at(axis, n) for n in probes if n >= 1]
+        failing = []
+        for env in envs:
+            try:
+                if not c.holds(Evaluator(env)):
+                    failing.append(env)
+            except Unknown:
+                continue
+        # Best where it is what breaks first (not a map an earlier layer already emptied).
+        first = [env for env in failing if self.a.first_failure(env) is c]
+        found = first or failing
+        return found[0] if found else None
 
     def pool_fix(self, pool: fx.Node) -> str:
         module = self.module(pool)
