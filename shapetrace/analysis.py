@@ -48,30 +48,32 @@ def analyze(
     with warnings.catch_warnings():
         # Builders warn about weight initialisation and deprecations that do not concern shapes.
         warnings.simplefilter("ignore")
-        source, model = _model(model_or_name, model_args, from_report=from_report)
-        model.train(train)
+        source, built = model(model_or_name, model_args, from_report=from_report)
+        built.train(train)
         try:
-            capture = trace(model)
+            capture = trace(built)
         except TraceFailure as failure:
-            return _analyze_symbolic(model, source, input_shape, failure, train)
-        specs = _input_specs(input_shape, source, _first_layer_in_graph(capture))
+            return _analyze_symbolic(built, source, input_shape, failure, train)
+        specs = input_specs(input_shape, source, first_layer_in_graph(capture))
         defaults = _unsupplied_defaults(capture, specs)
         if defaults:
             # Arguments left at their defaults (y=None) must not be traced as tensors.
-            capture = trace(model, concrete_args=defaults)
+            capture = trace(built, concrete_args=defaults)
         try:
-            return run_passes(model, capture, specs, source, train)
+            return run_passes(built, capture, specs, source, train)
         except _DataDependentSize as size:
-            fallback = TraceFailure(size, "", type(model).__name__)
-            return _analyze_symbolic(model, source, input_shape, fallback, train)
+            fallback = TraceFailure(size, "", type(built).__name__)
+            return _analyze_symbolic(built, source, input_shape, fallback, train)
 
 
-def _model(
+def model(
     model_or_name: str | nn.Module,
     model_args: dict[str, Any] | None,
     *,
     from_report: bool = False,
 ) -> tuple[ModelSource, nn.Module]:
+    """The model to analyse and where it came from: a name resolved and built (only
+    torchvision's and shapetrace's own when `from_report`), or a user's module copied to meta."""
     if from_report:
         source = resolve_from_report(model_or_name, model_args)
         return source, source.build()
@@ -135,7 +137,7 @@ def first_layer(modules: Iterable[nn.Module]) -> FirstLayer:
     return FirstLayer("unknown")
 
 
-def _first_layer_in_graph(capture: Capture) -> FirstLayer:
+def first_layer_in_graph(capture: Capture) -> FirstLayer:
     """The first layer that runs, as a module call or a functional convolution on a weight the
     model holds (`F.conv2d(x, self.weight)`, an ECA-style stem)."""
     gm = capture.graph_module
@@ -175,9 +177,7 @@ def _functional_conv(gm: fx.GraphModule, node: fx.Node) -> FirstLayer:
     return FirstLayer("conv", int(tensor.shape[1]) * groups, rank)
 
 
-def _input_specs(
-    input_shape: InputLike, source: ModelSource, first: FirstLayer
-) -> list[TensorSpec]:
+def input_specs(input_shape: InputLike, source: ModelSource, first: FirstLayer) -> list[TensorSpec]:
     raw = _raw_specs(input_shape)
     defaults = source.default_inputs or []
     if not raw:
@@ -455,6 +455,12 @@ def _unused(
 # -- second rung: symbolic shapes ------------------------------------------------------------
 
 
+# CPU seconds a symbolic capture with data-dependent sizes (a detector) may take before the
+# hooks run takes over: fasterrcnn_mobilenet_v3_large_320_fpn exports in about 5 s, the
+# detectors looping over their classes take 12-60 s (docs/capture.md).
+SYMBOLIC_BUDGET = 8.0
+
+
 class _DataDependentSize(Exception):
     """The fx graph's meta run met an output size that depends on tensor values."""
 
@@ -471,20 +477,23 @@ def _analyze_symbolic(
     from shapetrace.capture_symbolic import SymbolicCaptureError, capture_symbolic
 
     first = first_layer(model.modules())
-    specs = _input_specs(input_shape, source, first)
+    specs = input_specs(input_shape, source, first)
     tensors = [_meta_tensor(s) for s in specs]
     if any(s.name is not None for s in specs) or not tensors:
         return _analyze_with_hooks(model, source, input_shape, failure, train)
-    positional: list[Any] = list(tensors)
-    if source.family == "detection":
-        positional = [[image for p in tensors for image in p.unbind(0)]]
     try:
         with user_code("the model", "in forward (capturing it with symbolic sizes)"):
-            captured = capture_symbolic(model, positional, _spatial_dims(first, tensors[0]))
+            captured = capture_symbolic(
+                model,
+                tensors,
+                _spatial_dims(first, tensors[0]),
+                budget=SYMBOLIC_BUDGET,
+                images=source.family == "detection",
+            )
     except SymbolicCaptureError:
         return _analyze_with_hooks(model, source, input_shape, failure, train)
     with user_code("the model", "in forward (running it on meta tensors)"):
-        return _run_passes(model, captured.capture, specs, positional, source, train)
+        return _run_passes(model, captured.capture, specs, tensors, source, train)
 
 
 def _spatial_dims(first: FirstLayer, x: torch.Tensor) -> tuple[int, ...]:
@@ -510,7 +519,7 @@ def _analyze_with_hooks(
     train: bool,
 ) -> Report:
     """Per-module shapes for a model fx cannot trace, or a one-line diagnosis."""
-    specs = _input_specs(input_shape, source, first_layer(model.modules()))
+    specs = input_specs(input_shape, source, first_layer(model.modules()))
     tensors = [_meta_tensor(s) for s in specs]
     positional: list[Any] = [t for t, s in zip(tensors, specs, strict=True) if s.name is None]
     keyword = {s.name: t for t, s in zip(tensors, specs, strict=True) if s.name is not None}

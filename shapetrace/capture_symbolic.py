@@ -28,6 +28,7 @@ import operator
 import os
 import re
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,11 @@ import sympy
 import torch
 from torch import fx, nn
 from torch.export import Dim, ExportedProgram, export
-from torch.fx.experimental.symbolic_shapes import ShapeEnv, free_unbacked_symbols
+from torch.fx.experimental.symbolic_shapes import (
+    GuardOnDataDependentSymNode,
+    ShapeEnv,
+    free_unbacked_symbols,
+)
 from torch.utils._pytree import tree_flatten, tree_map
 
 from shapetrace.capture import Capture, is_basic_layer
@@ -75,6 +80,7 @@ class Guard:
     probe: dict[str, int] | None = None
     message: str | None = None
     own: bool = False
+    assumed: bool = False
 
     def holds(self, sizes: Mapping[str, int]) -> bool | None:
         """Whether the guard holds at `sizes` (None if it involves data-dependent sizes)."""
@@ -167,6 +173,22 @@ class SymbolicCaptureError(Exception):
         super().__init__(f"{type(cause).__name__}: {_first_line(cause)}")
         self.cause = cause
         self.site = site
+        self.over_budget = _caused_by_type(cause, _OverBudget)
+
+
+class _OverBudget(Exception):
+    """The export ran past the capture's CPU-time budget."""
+
+
+def _caused_by_type(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # -- capture ---------------------------------------------------------------------------------
@@ -179,17 +201,32 @@ def capture_symbolic(
     *,
     max_paths: int = 4,
     probe_limit: int = 256,
+    budget: float | None = None,
+    images: bool = False,
 ) -> SymbolicCapture:
     """Capture `model(*inputs)` with the `spatial` dims of every input tensor symbolic.
 
     `inputs` are the positional arguments as the model takes them (meta tensors, or lists of
     them for detection models); the model's parameters may live on meta. Guards are classified
     by eager meta runs at sizes up to `probe_limit`; `path` guards lead to further captures, up
-    to `max_paths` in all."""
-    root = _capture_one(model, tuple(inputs), spatial, probe_limit)
+    to `max_paths` in all.
+
+    `budget` bounds the CPU seconds an export with data-dependent sizes may take: one that
+    runs longer (a detector looping over its 91 classes) raises `SymbolicCaptureError` with
+    `over_budget` set as soon as the budget is spent, so the caller falls back at that cost.
+    Further paths are captured only while the budget lasts.
+
+    `images=True` for a model taking a list of images (torchvision's detectors): `inputs` is
+    one batch (N x C x H x W), unbound into images, so the graph's input is the batch the
+    report's input names."""
+    deadline = None if budget is None else time.process_time() + budget
+    runner = _Unbatched(model) if images else model
+    root = _capture_one(runner, model, tuple(inputs), spatial, probe_limit, deadline)
     queue = [root]
     seen: list[dict[str, int]] = [root.sample]
     while queue and 1 + len(root.alternatives) < max_paths:
+        if deadline is not None and time.process_time() > deadline:
+            break
         current = queue.pop(0)
         for guard in current.guards:
             probe = guard.probe
@@ -199,7 +236,9 @@ def capture_symbolic(
                 continue
             seen.append(probe)
             try:
-                other = _capture_one(model, _resized(inputs, spatial, probe), spatial, probe_limit)
+                other = _capture_one(
+                    runner, model, _resized(inputs, spatial, probe), spatial, probe_limit, deadline
+                )
             except SymbolicCaptureError:
                 continue
             root.alternatives.append(other)
@@ -209,13 +248,37 @@ def capture_symbolic(
     return root
 
 
+class _Unbatched(nn.Module):
+    """Calls a model taking a list of images with the images of batched tensors. Its only
+    child is the model, under a name `_clean_path` strips from every path."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        setattr(self, _WRAPPED, model)
+
+    def forward(self, batch: torch.Tensor) -> Any:
+        return getattr(self, _WRAPPED)(list(batch.unbind(0)))
+
+
+_WRAPPED = "_shapetrace_images"
+
+
 def _capture_one(
-    model: nn.Module, inputs: tuple[Any, ...], spatial: Sequence[int], probe_limit: int
+    runner: nn.Module,
+    model: nn.Module,
+    inputs: tuple[Any, ...],
+    spatial: Sequence[int],
+    probe_limit: int,
+    deadline: float | None = None,
 ) -> SymbolicCapture:
     dynamic, labels = _dynamic_shapes(inputs, spatial)
-    with _guard_sites(model) as sites, _quiet():
+    with (
+        _guard_sites(model) as sites,
+        _data_assumptions(model, deadline) as assumed,
+        _quiet(),
+    ):
         try:
-            exported = export(model, inputs, dynamic_shapes=dynamic, strict=False)
+            exported = export(runner, inputs, dynamic_shapes=dynamic, strict=False)
         except Exception as exc:
             raise SymbolicCaptureError(exc, _user_frame_of(exc)) from exc
     gm = exported.module()
@@ -227,6 +290,7 @@ def _capture_one(
         _pinned_symbols(shape_env, placeholders, labels, symbols, sample)
     capture = _capture_record(model, gm)
     guards = _guards(shape_env, symbols, sites) if shape_env is not None else []
+    guards.extend(assumed)
     result = SymbolicCapture(
         capture=capture,
         exported=exported,
@@ -237,7 +301,7 @@ def _capture_one(
         model=model,
     )
     capture.symbolic = result
-    _classify(result, model, inputs, spatial, probe_limit)
+    _classify(result, runner, inputs, spatial, probe_limit)
     _tidy(result, placeholders, labels)
     return result
 
@@ -387,7 +451,7 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
             and last_of_call.get(key) is node
         )
         if node.op in ("placeholder", "get_attr"):
-            base = node.name if node.op == "placeholder" else str(node.target)
+            base = node.name if node.op == "placeholder" else _clean_path(str(node.target))
             sites[node] = ""
         else:
             op = _FX_SUFFIX.sub(r"\1", node.name)
@@ -406,8 +470,15 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     # A module call's parameters are part of its row, as in an fx graph's call_module node.
     called_paths = set(module_calls.values())
     hidden = {
-        n for n in nodes if n.op == "get_attr" and str(n.target).rpartition(".")[0] in called_paths
+        n
+        for n in nodes
+        if n.op == "get_attr" and _clean_path(str(n.target)).rpartition(".")[0] in called_paths
     }
+    # Constants export lifted out of the forward (`lifted_tensor_0`, a `torch.tensor(...)` the
+    # forward builds) are not the model's tensors: fx would show the call, not an attribute.
+    named = {p for p, _ in model.named_parameters(remove_duplicate=False)}
+    named |= {p for p, _ in model.named_buffers(remove_duplicate=False)}
+    hidden |= {n for n in nodes if n.op == "get_attr" and _clean_path(str(n.target)) not in named}
     return Capture(
         graph_module=gm,
         names=names,
@@ -449,6 +520,12 @@ def _select_index(dim: int, index: Any) -> tuple:
     return (*(slice(None),) * dim, index)
 
 
+_RESHAPES = {
+    torch.ops.aten.view.default: "view",
+    torch.ops.aten.reshape.default: "reshape",
+}
+
+
 # Basic indexing as aten spells it, and as the model (and an fx graph) does: `x[:, c : c + 1]`.
 _INDEXING: dict[Any, Callable[..., tuple]] = {
     torch.ops.aten.slice.Tensor: _slice_index,
@@ -472,6 +549,10 @@ def _tidy(
             indices = [slice(None) if i is None else i for i in node.args[1]]
             node.args = (node.args[0], indices[0] if len(indices) == 1 else tuple(indices))
             node.target = operator.getitem
+        elif node.op == "call_function" and node.target in _RESHAPES and not node.kwargs:
+            # `x.view(-1, 1, 4)` as the model wrote it: aten's list of sizes as arguments.
+            node.op, node.target = "call_method", _RESHAPES[node.target]
+            node.args = (node.args[0], *node.args[1])
         elif node.op == "call_function" and node.target in _INDEXING:
             node.args = (node.args[0], _INDEXING[node.target](*node.args[1:], **node.kwargs))
             node.kwargs = {}
@@ -614,7 +695,11 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 def _clean_path(path: str) -> str:
     # nn_module_stack paths of modules reached through containers read `layer1.0`, sometimes
     # with export's `L['self']`-style prefixes stripped already; `@n` marks repeated calls.
-    return path.split("@")[0]
+    path = path.split("@")[0]
+    # export's placeholder path for nodes it made outside any module (size questions).
+    if path == _WRAPPED or path.startswith("_empty_nn_module_stack"):
+        return ""
+    return path.removeprefix(_WRAPPED + ".")
 
 
 def _used_tensors(model: nn.Module, gm: fx.GraphModule) -> set[int]:
@@ -622,8 +707,9 @@ def _used_tensors(model: nn.Module, gm: fx.GraphModule) -> set[int]:
     named.update(dict(model.named_buffers(remove_duplicate=False)))
     used: set[int] = set()
     for node in gm.graph.nodes:
-        if node.op == "get_attr" and str(node.target) in named:
-            used.add(id(named[str(node.target)]))
+        target = _clean_path(str(node.target))
+        if node.op == "get_attr" and target in named:
+            used.add(id(named[target]))
     return used
 
 
@@ -653,6 +739,143 @@ class _Site:
     module: str | None
     layout: bool = False
     own: bool = False
+
+
+# Values given to data-dependent sizes when a question about them must be answered: distinct
+# and neither 0 nor 1, the sizes torch would otherwise specialise on (`numel() == 0` is False).
+_GENERIC_SIZE = 64
+
+
+@contextlib.contextmanager
+def _data_assumptions(model: nn.Module, deadline: float | None) -> Iterator[list[Guard]]:
+    """Let the export go on where the model's Python asks a question about a data-dependent
+    size that no symbol can answer, and record each answer as an assumption (a `data` guard
+    with `assumed` set), attributed like any guard to the model's line and module.
+
+    - A branch on such a size (`if boxes.numel() == 0:` in torchvision's `batched_nms`) takes
+      the branch it takes for a generic non-empty size: every data-dependent size at
+      `_GENERIC_SIZE` (distinct values, kept within the symbol's range).
+    - `len(t)` of a tensor with a data-dependent first dim gives that dim as a symbol
+      (Python's `len` must return an int), in the modules defining the model's classes.
+    - `torch.tensor(h)` of a symbolic size on meta, which torch cannot build, is built as
+      `torch.scalar_tensor(h)` (stacked for a list), keeping `h` a symbol.
+    Once a size has been assumed, the capture's `deadline` (CPU time) is checked at each
+    question the shape env answers: a model with data-dependent sizes whose export runs past
+    it (a detector's per-class loop) is given up; one without them is not cut short."""
+    assumed: list[Guard] = []
+    paths = {id(m): p for p, m in model.named_modules()}
+    original = ShapeEnv._evaluate_expr
+    seen: set[str] = set()
+
+    def evaluate(self: ShapeEnv, expr: Any, *args: Any, **kwargs: Any) -> Any:
+        if assumed and deadline is not None and time.process_time() > deadline:
+            raise _OverBudget("the export ran past its time budget")
+        try:
+            return original(self, expr, *args, **kwargs)
+        except GuardOnDataDependentSymNode:
+            if not isinstance(expr, sympy.logic.boolalg.Boolean) or _has_fallback(args, kwargs):
+                raise
+            value = _generic_answer(self, expr)
+            if value is None:
+                raise
+            text = str(expr if value else sympy.Not(expr))
+            if text not in seen:
+                seen.add(text)
+                site = _site_of_stack(paths)
+                code = (
+                    linecache.getline(site.file, site.line).strip()
+                    if site.file and site.line
+                    else None
+                )
+                guard = Guard(
+                    expr if value else sympy.Not(expr),
+                    text,
+                    site.file,
+                    site.line,
+                    code,
+                    site.module,
+                    "data",
+                    assumed=True,
+                )
+                assumed.append(guard)
+            return sympy.true if value else sympy.false
+
+    modules = {
+        sys.modules[type(m).__module__]
+        for m in model.modules()
+        if type(m).__module__ in sys.modules
+    }
+    patched = [m for m in modules if "len" not in vars(m)]
+    tensor = torch.tensor
+
+    def meta_tensor(data: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        symbolic = (torch.SymInt, torch.SymFloat)
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        if device is None or torch.device(device).type != "meta" or args:
+            return tensor(data, *args, **kwargs)
+        if isinstance(data, symbolic):
+            return torch.scalar_tensor(data, dtype=dtype, device=device)
+        if (
+            isinstance(data, (list, tuple))
+            and data
+            and all(isinstance(v, (int, float, *symbolic)) for v in data)
+            and any(isinstance(v, symbolic) for v in data)
+        ):
+            items = [torch.scalar_tensor(v, dtype=dtype, device=device) for v in data]
+            return torch.stack(items)
+        return tensor(data, *args, **kwargs)
+
+    ShapeEnv._evaluate_expr = evaluate  # type: ignore[method-assign,assignment]
+    torch.tensor = meta_tensor  # type: ignore[assignment]
+    for module in patched:
+        module.len = _symbolic_len  # type: ignore[attr-defined]
+    try:
+        yield assumed
+    finally:
+        ShapeEnv._evaluate_expr = original  # type: ignore[method-assign]
+        torch.tensor = tensor
+        for module in patched:
+            if vars(module).get("len") is _symbolic_len:
+                del module.len  # type: ignore[attr-defined]
+
+
+def _symbolic_len(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        return value.shape[0]
+    return len(value)
+
+
+def _has_fallback(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether the question came from `guard_or_false`/`guard_or_true` (which answer it)."""
+    fallback = kwargs.get("fallback_value", args[3] if len(args) > 3 else None)
+    return fallback is not None
+
+
+def _generic_answer(shape_env: ShapeEnv, expr: sympy.Basic) -> bool | None:
+    """The answer at generic sizes; None when the question involves a data-dependent value
+    that is not a size (`if y.sum() > 0`): no answer is more likely than the other."""
+    unbacked = sorted(free_unbacked_symbols(expr), key=str)
+    sizes: set[Any] = getattr(shape_env, "size_like", set())
+    if not unbacked or any(sym not in sizes for sym in unbacked):
+        return None
+    subs: dict[sympy.Basic, Any] = {}
+    for i, sym in enumerate(unbacked):
+        value = _GENERIC_SIZE + i
+        bounds = shape_env.var_to_range.get(sym)
+        if bounds is not None:
+            lower, upper = bounds.lower, bounds.upper
+            if lower.is_finite and value < int(lower):
+                value = int(lower)
+            if upper.is_finite and value > int(upper):
+                value = int(upper)
+        subs[sym] = sympy.Integer(value)
+    backed = getattr(shape_env, "backed_var_to_val", None) or shape_env.var_to_val
+    answer = expr.xreplace(subs).xreplace(dict(backed))
+    if answer in (sympy.true, True):
+        return True
+    if answer in (sympy.false, False):
+        return False
+    return None
 
 
 @contextlib.contextmanager
@@ -769,13 +992,14 @@ def _guards(
 
 
 def _holds(expr: sympy.Basic, sizes: Mapping[str, int]) -> bool | None:
-    symbols = sorted(expr.free_symbols, key=str)
-    if any(str(s) not in sizes for s in symbols):
+    names = _symbol_names(expr)
+    if any(n not in sizes for n in names):
         return None
     try:
         fn = _compiled(expr)
-        return bool(fn(*(sizes[str(s)] for s in symbols)))
+        return bool(fn(*(sizes[n] for n in names)))
     except Exception:  # a function the compiled form does not know: substitute instead
+        symbols = sorted(expr.free_symbols, key=str)
         try:
             subs = {s: sympy.Integer(sizes[str(s)]) for s in symbols}
             return bool(sympy.sympify(expr.xreplace(subs)))
@@ -796,6 +1020,12 @@ _PYTHON_INT_OPS: dict[str, Any] = {
     "floor": math.floor,
     "ceiling": math.ceil,
 }
+
+
+@functools.lru_cache(maxsize=4096)
+def _symbol_names(expr: sympy.Basic) -> tuple[str, ...]:
+    """The guard's symbols by name, sorted: probing asks this of each guard at many sizes."""
+    return tuple(sorted(str(s) for s in expr.free_symbols))
 
 
 @functools.lru_cache(maxsize=4096)

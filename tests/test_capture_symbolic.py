@@ -268,23 +268,71 @@ def test_nonzero_and_masks_become_unbacked_symbols() -> None:
 # -- (d) detection models ----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_detection_model_capture_stops_at_box_selection() -> None:
-    """torchvision's detectors guard on a data-dependent size in batched_nms
-    (`boxes.numel() == 0`); the capture fails there and names that line."""
-    import torchvision
+class EmptyCheck(nn.Module):
+    """A detector's box selection in small: a branch on a data-dependent size, `len()` of a
+    data-dependent tensor, and a tensor built from an input size."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.score(x)
+        boxes = torch.nonzero(s > 0).float()
+        if boxes.numel() == 0:
+            return torch.zeros(0, 4)
+        scale = torch.tensor(x.shape[-1], dtype=torch.float32, device=x.device)
+        return torch.zeros(len(boxes), 4, device=x.device) + boxes / scale
+
+
+def test_branch_on_a_data_dependent_size_takes_the_non_empty_branch_and_says_so() -> None:
+    _, captured = _capture(EmptyCheck)
+    (assumed,) = [g for g in captured.guards if g.assumed]
+    assert assumed.kind == "data" and assumed.text == "Ne(4*u0, 0)"
+    assert assumed.code == "if boxes.numel() == 0:" and assumed.file == __file__
+    # `len(boxes)` stays the symbol, `torch.tensor(W)` does not pin W.
+    output = next(n for n in captured.capture.graph_module.graph.nodes if n.op == "output")
+    assert str(captured.shapes({"H": 40, "W": 50})[captured.capture.names[output.args[0][0]]]) == (
+        "(u0, 4)"
+    )
+    assert not [g for g in captured.guards if "W" in g.text]
+
+
+def test_data_dependent_branch_gets_a_full_report_with_the_assumption_open() -> None:
+    report = _report(EmptyCheck)
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    reasons = [q["reason"] for q in report.domain["open"]]
+    assert any(r.startswith("assumed Ne(4*u0, 0)") and "boxes.numel() == 0" in r for r in reasons)
+    assert "u0" in str(report.nodes[-1].shape)
+
+
+def test_a_capture_with_data_dependent_sizes_past_its_budget_is_given_up() -> None:
     from shapetrace.capture_symbolic import SymbolicCaptureError
 
-    with torch.device("meta"):
-        model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-            weights=None, weights_backbone=None
-        ).eval()
-    start = time.perf_counter()
+    model = _meta(EmptyCheck)
     with pytest.raises(SymbolicCaptureError) as info:
-        capture_symbolic(model, [[torch.empty(3, 320, 320, device="meta")]], spatial=(-2, -1))
-    assert info.value.site is not None and info.value.site.endswith("torchvision/ops/boxes.py:103")
-    assert time.perf_counter() - start < 30
+        capture_symbolic(model, [_x(64, 64)], budget=0.0)
+    assert info.value.over_budget
+    # Without data-dependent sizes the budget does not cut the capture short.
+    capture_symbolic(_meta(Divisible), [_x(64, 64)], budget=0.0)
+
+
+@pytest.mark.slow
+def test_detection_model_gets_a_full_symbolic_report() -> None:
+    """torchvision's detectors branch on data-dependent sizes in batched_nms
+    (`boxes.numel() == 0`): the capture assumes non-empty boxes and says so."""
+    import shapetrace
+
+    start = time.process_time()
+    report = shapetrace.analyze("fasterrcnn_mobilenet_v3_large_320_fpn", "1x3x320x320")
+    assert time.process_time() - start < 20
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    assert report.domain is not None
+    reasons = [q["reason"] for q in report.domain["open"]]
+    assert any("assumed" in r and "boxes.py:103" in r for r in reasons)
+    rows = {n.name: n for n in report.nodes}
+    assert rows["backbone"].op == "call_module"
+    assert any("u" in str(n.shape) for n in report.nodes if n.module == "rpn")
 
 
 # -- full reports: every pass on the symbolic capture ------------------------------------------

@@ -61,14 +61,14 @@ class SizeRunner:
 
         self._spec, self._model_args, self._train = model_spec, model_args, train
         with _quiet():
-            self.source, self._model = analysis._model(model_spec, model_args)
+            self.source, self._model = analysis.model(model_spec, model_args)
             self._model.train(train)
             try:
                 self._capture: Any = trace(self._model)
             except TraceFailure:
                 self._capture = None
         if self._capture is not None:
-            self._first = analysis._first_layer_in_graph(self._capture)
+            self._first = analysis.first_layer_in_graph(self._capture)
             graph = self._capture.graph_module.graph
             self._output = next(n for n in graph.nodes if n.op == "output")
 
@@ -83,7 +83,7 @@ class SizeRunner:
                     self._spec, input_spec, model_args=self._model_args, train=self._train
                 )
                 return report, check_result(report)
-            specs = analysis._input_specs(input_spec, self.source, self._first)
+            specs = analysis.input_specs(input_spec, self.source, self._first)
             report = analysis.run_passes(
                 self._model, self._capture, specs, self.source, self._train
             )

@@ -88,6 +88,12 @@ def _question(symbolic: Any, guard: Any) -> dict[str, Any] | None:
     elif guard.kind == "unknown":
         cause = f": {guard.message}" if guard.message else ""
         reason = f"sizes where {guard.text} fails could not be tried on meta ({where}){cause}"
+    elif guard.kind == "data" and getattr(guard, "assumed", False):
+        reason = (
+            f"assumed {guard.text}: the model branches on a size that depends on tensor values "
+            f"({where}); the capture took the branch for a non-empty size, the other is not "
+            "captured"
+        )
     elif guard.kind == "data":
         reason = f"{guard.text} depends on tensor values ({where})"
     else:
