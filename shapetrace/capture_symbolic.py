@@ -462,10 +462,14 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
         index = counts[base]
         counts[base] += 1
         names[node] = base if index == 0 else f"{base}_{index}"
+    inside: dict[str, list[fx.Node]] = {}
+    for node in nodes:
+        for key, _ in stacks[node]:
+            inside.setdefault(key, []).append(node)
     for key, node in last_of_call.items():
         path = _clean_path(dict(stacks[node])[key][0])
         if path:
-            module_outputs[path] = node
+            module_outputs[path] = _call_output(inside.get(key, []), node)
     used = _used_tensors(model, gm)
     # A module call's parameters are part of its row, as in an fx graph's call_module node.
     called_paths = set(module_calls.values())
@@ -690,6 +694,23 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "Min": min,
     "Max": max,
 }
+
+
+def _call_output(members: list[fx.Node], last: fx.Node) -> Any:
+    """What a module call returns: the values made inside it that are used after it (one
+    node, or a list for a module returning several, like an FPN's maps); the last node run
+    inside it when none are (an unused call)."""
+    own = set(members)
+    escaping = [
+        n
+        for n in members
+        if n.op not in ("placeholder", "get_attr") and any(u not in own for u in n.users)
+    ]
+    tensors = [n for n in escaping if isinstance(n.meta.get("val"), torch.Tensor)]
+    escaping = tensors or escaping
+    if not escaping:
+        return last
+    return escaping[0] if len(escaping) == 1 else escaping
 
 
 def _clean_path(path: str) -> str:
