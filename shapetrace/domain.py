@@ -7,9 +7,10 @@ module does not import torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shapetrace.report import Report
+if TYPE_CHECKING:  # the Report imports this module (Report.at)
+    from shapetrace.report import Report
 
 
 def in_domain(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:

@@ -7,9 +7,13 @@ changes only when a field is renamed or changes meaning; new fields may appear a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from shapetrace.domain import in_domain
+from shapetrace.formula import Compiled, compile_formulas
 
 if TYPE_CHECKING:
     import networkx
@@ -27,6 +31,7 @@ _OPTIONAL_NODE_FIELDS = (
     "macs",
     "flops",
     "activation_bytes",
+    "cost_per_element",
     "missing",
 )
 _OPTIONAL_MODULE_FIELDS = ("rf", "depends_on_input", "macs", "flops")
@@ -54,6 +59,9 @@ class Node:
     macs: int | None = None
     flops: int | None = None
     activation_bytes: int | None = None
+    # [MACs, FLOPs] per element of the output, where the cost is that multiple at every size
+    # (convolutions, pools, linear, elementwise, norms; [0, 0] for free ops): `Report.at`.
+    cost_per_element: list[int] | None = None
     # Why a pass left one of its fields unset on this node: {"macs": "no cost formula for ..."}.
     missing: dict[str, str] | None = None
 
@@ -152,6 +160,19 @@ class Report:
     def ok(self) -> bool:
         """True when the model runs at the analysed input."""
         return self.failure is None
+
+    # -- another input size, from the formulas ----------------------------------------------
+    def at(self, size: str | tuple[int, ...] | list[int]) -> SizeAnswer:
+        """The report's answer at another input size, from its shape formulas, cost multiples
+        and domain alone: no torch, no model, a fraction of a millisecond.
+
+        `size` is the full input (`"1x3x640x640"`, `(1, 3, 640, 640)`) or its spatial part as
+        `--input` takes it (`"640"`, `"640x480"`, `(640, 480)`); only the batch and the
+        spatial sizes may change. What the formulas cannot answer is None and says why in
+        `unknown` (a node without a formula, a cost that does not scale with the output, a
+        domain with open questions): then `complete` is False and `analyze` at that size is
+        the answer. Raises ValueError for a size that does not fit the input."""
+        return _answer_at(self, size)
 
     # -- text -----------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -275,6 +296,303 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         """Read a report saved as JSON."""
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+# -- answers at another size ------------------------------------------------------------------
+
+
+@dataclass
+class NodeAt:
+    """One node at another input size: shape and cost where the formulas give them."""
+
+    name: str
+    type: str
+    module: str | None
+    shape: Any  # None: not a tensor, or unknown (then `unknown["shape"]` says why)
+    macs: int | None
+    flops: int | None
+    unknown: dict[str, str] = field(default_factory=dict)  # field -> why it is not known
+
+
+@dataclass
+class SizeAnswer:
+    """What a Report's formulas and domain say at another input size (`Report.at`)."""
+
+    model: str
+    input: list[int]
+    sizes: dict[str, int]  # every symbol the formulas use: {"N": 1, "H": 640, "W": 640}
+    accepted: bool | None  # None: the domain cannot tell (see `why`)
+    why: str | None  # why `accepted` is None; for a rejected size, the domain edge it crosses
+    nodes: list[NodeAt]
+    totals: dict[str, Any]  # macs, flops (None when a node's is unknown), uncounted
+
+    @property
+    def ok(self) -> bool | None:
+        return self.accepted
+
+    @property
+    def unknown(self) -> dict[str, dict[str, str]]:
+        """Per node, the fields the formulas cannot give and why."""
+        return {n.name: n.unknown for n in self.nodes if n.unknown}
+
+    @property
+    def complete(self) -> bool:
+        """Whether acceptance, every shape and every counted cost are known exactly: the
+        answer a meta run would give, without the run."""
+        return self.accepted is not None and not any(n.unknown for n in self.nodes)
+
+    def node(self, name: str) -> NodeAt:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        status = {True: "accepted", False: "rejected", None: "undecided"}[self.accepted]
+        unknown = len(self.unknown)
+        tail = f", {unknown} nodes unknown" if unknown else ""
+        return f"<SizeAnswer {self.model} input {format_shape(self.input)}: {status}{tail}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def report(self, base: Report) -> Report:
+        """`base` (the report this answer came from) with this size's shapes and costs: the
+        fields that do not follow from the formulas (receptive fields, activation bytes,
+        module shapes and costs, failure) are cleared, and `source["estimated"]` says so."""
+        by_name = {n.name: n for n in self.nodes}
+        nodes = []
+        for old in base.nodes:
+            new = by_name[old.name]
+            copy = Node(
+                name=old.name,
+                op=old.op,
+                target=old.target,
+                module=old.module,
+                type=old.type,
+                inputs=list(old.inputs),
+                shape=new.shape,
+                dtype=old.dtype,
+                params=old.params,
+                depends_on_input=old.depends_on_input,
+                shape_formula=old.shape_formula,
+                macs=new.macs,
+                flops=new.flops,
+                cost_per_element=old.cost_per_element,
+                missing=dict(new.unknown) or None,
+            )
+            nodes.append(copy)
+        modules = [
+            Module(path=m.path, type=m.type, params=m.params, calls=m.calls) for m in base.modules
+        ]
+        totals = {
+            k: v
+            for k, v in base.totals.items()
+            if k in ("params", "trainable_params", "param_bytes", "buffers")
+        }
+        if self.totals.get("macs") is not None:
+            totals.update(macs=self.totals["macs"], flops=self.totals["flops"])
+            totals["uncounted"] = list(self.totals.get("uncounted", []))
+        source = dict(base.source, estimated="from the shape formulas of the report")
+        source["input"] = ["x".join(map(str, self.input)), *base.source.get("input", [])[1:]]
+        return Report(
+            source=source,
+            model=base.model,
+            input=list(self.input),
+            nodes=nodes,
+            modules=modules,
+            totals=totals,
+            dead_modules=base.dead_modules,
+            train_only_modules=base.train_only_modules,
+            domain=base.domain,
+            verdict=base.verdict,
+            aligned_multiple=base.aligned_multiple,
+        )
+
+
+@dataclass
+class _Formulas:
+    """A report's shape formulas parsed once (`Report.at` keeps it on the report)."""
+
+    compiled: Compiled | None
+    spans: dict[str, tuple[int, int]]  # node name -> its dims in the compiled tuple
+    broken: dict[str, str]  # node name -> why its formula cannot be evaluated
+
+
+def _formulas(report: Report) -> _Formulas:
+    cached = report.__dict__.get("_formulas")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    texts: list[str] = []
+    spans: dict[str, tuple[int, int]] = {}
+    broken: dict[str, str] = {}
+    for node in report.nodes:
+        if not node.shape_formula:
+            continue
+        try:
+            compile_formulas(node.shape_formula)
+        except ValueError as exc:
+            broken[node.name] = f"its shape formula cannot be read: {exc}"
+            continue
+        spans[node.name] = (len(texts), len(texts) + len(node.shape_formula))
+        texts.extend(node.shape_formula)
+    found = _Formulas(compile_formulas(texts) if texts else None, spans, broken)
+    report.__dict__["_formulas"] = found
+    return found
+
+
+def _axes(report: Report) -> list[str]:
+    return list((report.domain or {}).get("at", {}))
+
+
+def _dims_at(report: Report, size: str | tuple[int, ...] | list[int]) -> list[int]:
+    """The full input dims `size` asks for (see `Report.at`)."""
+    if isinstance(size, str):
+        from shapetrace.inputs import parse
+
+        specs = parse(size)
+        if len(specs) != 1:
+            raise ValueError(f"{size!r}: give one input size")
+        dims = list(specs[0].dims)
+    else:
+        dims = [int(d) for d in size]
+    axes = _axes(report)
+    base = list(report.input)
+    if not axes:
+        raise ValueError(f"{report.model}: the input has no spatial axes the formulas follow")
+    if len(dims) == len(base):
+        fixed = [i for i in range(1, len(base) - len(axes))]
+        if any(dims[i] != base[i] for i in fixed):
+            raise ValueError(
+                f"{'x'.join(map(str, dims))}: only the batch and the spatial sizes may change "
+                f"from {'x'.join(map(str, base))}; analyse the model at that input"
+            )
+        return dims
+    lead = base[: len(base) - len(axes)]
+    if len(dims) == len(axes):
+        return [*lead, *dims]
+    frame = [a for a in axes if a != "T"]
+    if len(dims) == 1:
+        spatial = base[len(lead) :]
+        return [*lead, *(dims[0] if a in frame else n for a, n in zip(axes, spatial, strict=True))]
+    raise ValueError(
+        f"{'x'.join(map(str, dims))} does not fit the input {'x'.join(map(str, base))} "
+        f"(spatial axes {', '.join(axes)})"
+    )
+
+
+def _answer_at(report: Report, size: str | tuple[int, ...] | list[int]) -> SizeAnswer:
+    dims = _dims_at(report, size)
+    axes = _axes(report)
+    spatial = dict(zip(axes, dims[len(dims) - len(axes) :], strict=True))
+    batch = dims[0] if len(dims) > len(axes) else None
+    sizes = {"N": batch if batch is not None else 1, **spatial}
+    same_batch = batch is None or batch == report.input[0]
+    accepted, why = _accepted(report, spatial, same_batch)
+    parsed = _formulas(report)
+    values: tuple[int, ...] = ()
+    failed: str | None = None
+    if parsed.compiled is not None:
+        try:
+            values = parsed.compiled(sizes)
+        except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
+            failed = f"the shape formulas cannot be evaluated here: {exc}"
+    nodes: list[NodeAt] = []
+    macs_total = flops_total = 0
+    cost_known = True
+    for node in report.nodes:
+        unknown: dict[str, str] = {}
+        shape: Any = None
+        span = parsed.spans.get(node.name)
+        if span is not None and failed is None:
+            shape = list(values[span[0] : span[1]])
+        elif span is not None:
+            unknown["shape"] = failed or "no formula"
+        elif node.name in parsed.broken:
+            unknown["shape"] = parsed.broken[node.name]
+        elif node.shape is None:
+            if report.failure is not None:
+                unknown["shape"] = "not reached at the analysed size"
+        elif _spatial_free(node) and same_batch:
+            # The formula writer skips a single tensor without a spatial size: the same at
+            # every size where the model runs, at the analysed batch.
+            shape = node.shape
+        else:
+            why_missing = (node.missing or {}).get("shape_formula")
+            unknown["shape"] = why_missing or (
+                "no shape formula (its shape does not follow the spatial size alone)"
+                if not _spatial_free(node)
+                else "no shape formula, and the batch changed"
+            )
+        macs = flops = None
+        if node.macs is not None:
+            per = node.cost_per_element
+            if per is not None and per == [0, 0]:
+                macs = flops = 0
+            elif per is not None and isinstance(shape, list) and _flat_ints(shape):
+                elements = math.prod(shape)
+                macs, flops = elements * per[0], elements * per[1]
+            elif per is None:
+                unknown["macs"] = (
+                    f"the cost of {node.type} does not follow from its output's size alone"
+                )
+            else:
+                unknown["macs"] = "its shape is not known here"
+        if node.macs is not None:
+            if macs is None or flops is None:
+                cost_known = False
+            else:
+                macs_total += macs
+                flops_total += flops
+        nodes.append(NodeAt(node.name, node.type, node.module, shape, macs, flops, unknown))
+    totals = {
+        "macs": macs_total if cost_known else None,
+        "flops": flops_total if cost_known else None,
+        "uncounted": list(report.totals.get("uncounted", [])),
+    }
+    return SizeAnswer(report.model, dims, sizes, accepted, why, nodes, totals)
+
+
+def _spatial_free(node: Node) -> bool:
+    return (
+        node.depends_on_input in ("fixed", "bound")
+        and isinstance(node.shape, list)
+        and _flat_ints(node.shape)
+        and not (node.missing or {}).get("shape_formula")
+    )
+
+
+def _flat_ints(shape: list[Any]) -> bool:
+    return all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+
+
+def _accepted(
+    report: Report, spatial: dict[str, int], same_batch: bool
+) -> tuple[bool | None, str | None]:
+    """Whether the domain accepts the spatial sizes, and why not or why it cannot tell."""
+    domain = report.domain
+    if not domain or not all(a in domain for a in spatial):
+        return None, "the report has no accepted domain"
+    if domain.get("open"):
+        ops = sorted({str(q.get("op") or q.get("node")) for q in domain["open"]})
+        return None, f"the domain leaves questions open ({', '.join(ops)})"
+    if not same_batch:
+        return None, f"the domain is computed at batch {report.input[0]}"
+    verdict = in_domain(domain, spatial)
+    if verdict is None:
+        return None, "a coupled bound lists no combinations"
+    if verdict:
+        return True, None
+    crossed = [
+        str(b.get("constraint") or b.get("node"))
+        for b in domain.get("bounds", [])
+        if b.get("axis") in spatial
+        and (
+            (b.get("kind") == "min" and spatial[b["axis"]] < b.get("value", 0))
+            or (b.get("kind") == "max" and spatial[b["axis"]] > b.get("value", 0))
+        )
+    ]
+    return False, "; ".join(crossed) or "outside the accepted domain"
 
 
 class NotebookDisplay(Protocol):
@@ -404,7 +722,7 @@ def _is_domain(value: object) -> bool:
     if not isinstance(value, dict):
         return False
     for axis, spans in value.items():
-        if axis == "bounds":
+        if axis in ("bounds", "open"):
             if not (isinstance(spans, list) and all(isinstance(b, dict) for b in spans)):
                 return False
         elif isinstance(spans, list) and not all(_is_span(s) for s in spans):
@@ -436,6 +754,12 @@ _NODE_FIELDS: tuple[tuple[str, Any, str, Any], ...] = (
     ("macs", _is_int, "an integer", True),
     ("flops", _is_int, "an integer", True),
     ("activation_bytes", _is_int, "an integer", True),
+    (
+        "cost_per_element",
+        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v),
+        "a list of two integers",
+        True,
+    ),
     (
         "missing",
         lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),

@@ -851,3 +851,37 @@ async def test_twenty_thousand_node_graph_opens_collapsed_then_deepens() -> None
         await pilot.press("d")  # one level deeper: every block as a row
         await pilot.pause()
         assert table.row_count == 1 + 1 + 10_001
+
+
+@run_async
+async def test_a_new_size_shows_at_once_from_the_formulas_then_the_analysis_confirms_it() -> None:
+    import time
+
+    import shapetrace
+
+    # A fresh report: the saved ones predate shape formulas and cost multiples.
+    report = shapetrace.analyze("codereview_resnet50", "224")
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("i", *"208")
+        start = time.perf_counter()
+        await pilot.press("enter")
+        handled = time.perf_counter() - start
+        await pilot.pause()
+        shown = time.perf_counter() - start
+        assert app.report is not None and app.report.input == [1, 3, 208, 208]
+        if app.workers and not all(w.is_finished for w in app.workers):
+            assert "estimated" in app.report.source
+            assert "confirming" in static_text(app, "#status")
+        assert cell(app, "avgpool", "Output shape") == "(1, 2048, 1, 1)"  # 208 / 32 -> 7
+        assert app.outline is not None and "layer_1.0" in app.outline.changed
+        # The figure (no timed assertion): key press to the estimated table, with the pilot.
+        print(
+            f"\nTUI size change from the formulas: key press handled (estimate and table "
+            f"update) {1000 * handled:.1f} ms; next frame {1000 * shown:.1f} ms"
+        )
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "estimated" not in app.report.source
+        assert app.report.input == [1, 3, 208, 208] and app.report.failure is None
+        assert app.previous is report

@@ -44,7 +44,8 @@ def run(context: PassContext) -> None:
         if fx_node not in values:  # not reached: the model broke earlier
             continue
         try:
-            node.macs, node.flops = node_cost(gm, fx_node, values)
+            (node.macs, node.flops), per_element = _cost_and_scaling(gm, fx_node, values)
+            node.cost_per_element = per_element
         except NoFormula as why:
             node.why_missing("macs", str(why))
             if node.type not in uncounted:
@@ -66,20 +67,89 @@ def run(context: PassContext) -> None:
 def node_cost(gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]) -> Cost:
     """(MACs, FLOPs) of one executed node, by the rule of its op's family; raises `NoFormula`
     (saying why) when no formula applies."""
+    return _cost_and_scaling(gm, node, values)[0]
+
+
+def _cost_and_scaling(
+    gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]
+) -> tuple[Cost, list[int] | None]:
+    """The node's cost and, where its rule makes the cost a fixed multiple of its output's
+    elements at every size, that multiple as `[macs, flops]` per output element (else None):
+    `Report.at` scales the cost to a new size with it, no torch needed."""
     out = values[node]
     if node.op in ("placeholder", "get_attr", "output"):
-        return ZERO
+        return ZERO, [0, 0]
     if not tensors_in(out):  # shape arithmetic: size(), getattr, int maths, asserts
-        return ZERO
+        return ZERO, [0, 0]
     args = fx.node.map_arg(node.args, lambda a: values.get(a))
     kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
     call = ops.bind(node, args, kwargs, gm)
     if call is None:
         raise NoFormula(f"{_called(node, gm)}: not an op shapetrace knows, so no cost formula")
     try:
-        return FAMILY_RULES[call.family](call, out)
+        cost = FAMILY_RULES[call.family](call, out)
     except ops.BindError as error:
         raise NoFormula(f"{call.name}: {error}") from error
+    return cost, _per_element(call, out, cost)
+
+
+# Families whose cost is the same multiple of the output's elements at every input size (or
+# zero): convolutions and windowed pools (per element: the window), linear layers (per
+# element: in_features), elementwise ops, norms, softmax-like ops, interpolation taps.
+# Adaptive pools (windows that change with the size), reductions, matmul, einsum and attention
+# (whose inner dimension may scale) are left without a multiple.
+_PROPORTIONAL = {
+    Family.IDENTITY,
+    Family.DROPOUT,
+    Family.ELEMENTWISE,
+    Family.NORM,
+    Family.ALONG,
+    Family.LINEAR,
+    Family.PAD,
+    Family.RESHAPE,
+    Family.PERMUTE,
+    Family.INDEX,
+    Family.SPLIT,
+    Family.CONCAT,
+    Family.EXPAND,
+    Family.REARRANGE,
+    Family.EMBEDDING,
+    Family.FACTORY,
+    Family.SHAPE_QUERY,
+    Family.ASSERT,
+}
+
+
+def _per_element(call: ops.Call, out: Any, cost: Cost) -> list[int] | None:
+    """`[macs, flops]` per output element when the rule that gave `cost` is that multiple of
+    the output's elements at any size, else None."""
+    if cost == ZERO and call.family in FAMILY_RULES and FAMILY_RULES[call.family] is _free:
+        return [0, 0]
+    if call.family in _PROPORTIONAL:
+        pass
+    elif call.family is Family.WINDOW:
+        if ops.window(call).kind not in ("conv", "max", "avg", "unfold", "slide"):
+            return None  # a transposed conv scales with its input, an Lp pool with both
+    elif call.family is Family.RESAMPLE:
+        resample = ops.resample(call)
+        if resample.kind == "interpolate" and resample.mode not in (
+            *_TAPS,
+            "nearest",
+            "nearest-exact",
+        ):
+            return None  # area (an adaptive pool)
+    else:
+        return None
+    found = tensors_in(out)
+    if len(found) != 1:
+        return None
+    elements = found[0].numel()
+    if elements == 0:
+        return [0, 0] if cost == ZERO else None
+    macs, flops = cost
+    if macs % elements or flops % elements:
+        return None
+    return [macs // elements, flops // elements]
 
 
 def _called(node: fx.Node, gm: fx.GraphModule) -> str:

@@ -1,8 +1,10 @@
 """`shapetrace sweep MODEL --sizes 32:1024:32`: the output shape at each input size, or the
 node that breaks, beside the exact domain the input-size pass computes.
 
-The model is built and traced once (`runner.SizeRunner`, as `check` does); each size reruns
-the passes on meta tensors. A sweep confirms the domain by running the shapes, size by size.
+The model is built and traced once (`runner.SizeRunner`, as `check` does) and analysed at the
+base input. Each size is answered from that report's shape formulas and domain where they are
+complete (an accepted size: no torch work); a rejected size runs the shape pass on meta tensors
+for the node that breaks and why, and a size the formulas leave open runs every pass.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def sweep(
         per_axis = spatial_sizes(size, axes, base)
         dims = (*lead, *(per_axis[a] for a in axes))
         spec = str(replace(first_spec, dims=dims)) if first_spec else "x".join(map(str, dims))
-        _, checked = runner.run(",".join([spec, *base_specs[1:]]))
+        checked = runner.check(",".join([spec, *base_specs[1:]]), base_report)
         result.rows.append(SweepRow(per_axis, checked, in_domain(domain, per_axis)))
         if advance is not None:
             advance()

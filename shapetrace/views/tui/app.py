@@ -47,6 +47,7 @@ from shapetrace.views.tui.outline import (
 )
 from shapetrace.views.tui.request import (
     analyse,
+    estimate,
     input_text,
     rebuild_blocker,
     request_for,
@@ -127,6 +128,8 @@ class ShapetraceApp(App[None]):
         # from that request. A report opened alone is data, re-analysed by name only.
         self.request = request
         self.previous: Report | None = None  # the report shown before the last size change
+        # The last report a real analysis gave (the shown one may be estimated from formulas).
+        self.confirmed: Report | None = None
         self.error: BaseException | None = None
         self.outline: Outline | None = None
         self.depth: int | None = None
@@ -228,7 +231,12 @@ class ShapetraceApp(App[None]):
         if blocker:
             self._set_status(Text(plain(blocker), style="dim"))
             return
-        self._set_status(Text(f"analysing {plain(text)}…", style="italic"))
+        # The formulas answer at once; the worker's analysis on meta tensors confirms it.
+        estimated = estimate(self.confirmed or self.report, text)
+        if estimated is not None:
+            self._show(estimated)
+        else:
+            self._set_status(Text(f"analysing {plain(text)}…", style="italic"))
         if self.request is not None:
             request = dict(self.request, input=text)
         else:
@@ -258,8 +266,11 @@ class ShapetraceApp(App[None]):
         first = self.outline is None
         if first and self.depth is None:
             self.depth = fitting_depth(report)
-        self.previous = None if first or self.report is None else self.report
+        self.previous = None if first else (self.confirmed or self.report)
         self.report = report
+        estimated = "estimated" in report.source
+        if not estimated:
+            self.confirmed = report
         self.outline = Outline.build(report, self.depth, self.previous)
         if first:
             self.collapsed = self.outline.answer_collapsed()
@@ -283,6 +294,10 @@ class ShapetraceApp(App[None]):
             status.append(
                 f" · {CHANGED_MARK}{len(self.outline.changed)} rows changed from {before}",
                 style=CHANGED_STYLE,
+            )
+        if estimated:
+            status.append(
+                " · ≈ from the shape formulas; confirming on meta tensors…", style="italic"
             )
         self._set_status(status)
         if first:

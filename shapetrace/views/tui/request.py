@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from shapetrace.errors import UsageError
 from shapetrace.inputs import parse
 from shapetrace.report import Report
 from shapetrace.safetext import plain
@@ -52,6 +53,21 @@ def rebuild_blocker(source: dict[str, Any]) -> str | None:
             f"it on the command line: shapetrace {plain(spec)} --tui"
         )
     return None
+
+
+def estimate(report: Report, inputs: str) -> Report | None:
+    """`report` at `inputs` from its shape formulas and domain (`Report.at`, no torch, well
+    under a millisecond), when they accept the size and give every shape; else None. The
+    worker's analysis confirms it."""
+    if "estimated" in report.source:
+        return None
+    try:
+        answer = report.at(inputs)
+    except (ValueError, UsageError):
+        return None
+    if answer.accepted is not True or any("shape" in u for u in answer.unknown.values()):
+        return None
+    return answer.report(report)
 
 
 def request_for(report: Report, inputs: str) -> dict[str, Any]:
