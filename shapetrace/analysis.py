@@ -434,22 +434,41 @@ def _unused(
     model: nn.Module, capture: Capture, train: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     this_called, this_used = capture.called, capture.used_tensors
-    if not train and not params_pass.unused_modules(model, this_called, this_used):
+    symbolic = capture.method == "symbolic"
+
+    def unused(called: set[int], used: set[int]) -> list[tuple[str, nn.Module]]:
+        found = params_pass.unused_modules(model, called, used)
+        if symbolic:
+            # An aten graph keeps no trace of a module without ops (Identity) or one whose
+            # methods run but not its forward: only modules whose tensors go unread are known.
+            found = [(p, m) for p, m in found if _owns_tensors(m)]
+        return found
+
+    if not train and not unused(this_called, this_used):
         return [], []  # the eval forward uses every module: no second trace needed
-    other = called_modules(model, training=not train)
+    if symbolic:
+        other = _symbolic_called(model, capture.symbolic, training=not train)
+        if other is None:
+            return [], []  # the other mode could not be captured: no module is known dead
+    else:
+        other = called_modules(model, training=not train)
     if other is None:
         other = (set(), set())
     called_any = this_called | other[0]
     used_any = this_used | other[1]
-    dead = params_pass.unused_modules(model, called_any, used_any)
+    dead = unused(called_any, used_any)
     eval_called, eval_used = other if train else (this_called, this_used)
-    not_in_eval = params_pass.unused_modules(model, eval_called, eval_used)
+    not_in_eval = unused(eval_called, eval_used)
     dead_ids = {id(m) for _, m in dead}
     train_only = [(p, m) for p, m in not_in_eval if id(m) not in dead_ids]
     return (
         [params_pass.module_entry(p, m) for p, m in dead],
         [params_pass.module_entry(p, m) for p, m in train_only],
     )
+
+
+def _owns_tensors(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
 # -- second rung: symbolic shapes ------------------------------------------------------------
@@ -479,13 +498,14 @@ def _analyze_symbolic(
     first = first_layer(model.modules())
     specs = input_specs(input_shape, source, first)
     tensors = [_meta_tensor(s) for s in specs]
-    if any(s.name is not None for s in specs) or not tensors:
+    values = _bound_arguments(model, specs, tensors)
+    if values is None or not tensors:
         return _analyze_with_hooks(model, source, input_shape, failure, train)
     try:
         with user_code("the model", "in forward (capturing it with symbolic sizes)"):
             captured = capture_symbolic(
                 model,
-                tensors,
+                values,
                 _spatial_dims(first, tensors[0]),
                 budget=SYMBOLIC_BUDGET,
                 images=source.family == "detection",
@@ -493,7 +513,67 @@ def _analyze_symbolic(
     except SymbolicCaptureError:
         return _analyze_with_hooks(model, source, input_shape, failure, train)
     with user_code("the model", "in forward (running it on meta tensors)"):
-        return _run_passes(model, captured.capture, specs, tensors, source, train)
+        report = _run_passes(model, captured.capture, specs, values, source, train)
+    if captured.rejected is not None and report.failure is None:
+        # Captured at another size: the requested one is rejected by a check no guard spells.
+        report.failure = Failure(
+            node=report.nodes[0].name if report.nodes else "forward",
+            module=None,
+            type=type(model).__name__,
+            input_shapes=[],
+            message=f"{type(captured.rejected).__name__}: {first_line(captured.rejected)}",
+            kind="rejected",
+        )
+    return report
+
+
+def _bound_arguments(
+    model: nn.Module, specs: list[TensorSpec], tensors: list[torch.Tensor]
+) -> list[Any] | None:
+    """The forward's arguments in order: positional tensors, keyword tensors in their places
+    and defaults between them (export takes them positionally); None where the forward's
+    signature cannot place them (keyword-only arguments, **kwargs)."""
+    import inspect
+
+    positional = [t for t, s in zip(tensors, specs, strict=True) if s.name is None]
+    keyword = {s.name: t for t, s in zip(tensors, specs, strict=True) if s.name is not None}
+    if not keyword:
+        return positional
+    try:
+        bound = inspect.signature(model.forward).bind(*positional, **keyword)
+    except (TypeError, ValueError):
+        return None
+    bound.apply_defaults()
+    if bound.kwargs:
+        return None
+    return list(bound.args)
+
+
+def _symbolic_called(
+    model: nn.Module, symbolic: Any, training: bool
+) -> tuple[set[int], set[int]] | None:
+    """Ids of the modules and tensors the forward uses in the other mode, from a second
+    symbolic capture (one path, within the budget); None where that capture fails (a
+    detector in train mode wants targets)."""
+    from shapetrace.capture_symbolic import SymbolicCaptureError, capture_symbolic
+
+    was_training = model.training
+    model.train(training)
+    try:
+        with user_code("the model", "in forward (capturing it with symbolic sizes)"):
+            other = capture_symbolic(
+                model,
+                symbolic.inputs,
+                symbolic.spatial,
+                max_paths=1,
+                budget=SYMBOLIC_BUDGET,
+                images=symbolic.images,
+            )
+    except SymbolicCaptureError:
+        return None
+    finally:
+        model.train(was_training)
+    return other.capture.called, other.capture.used_tensors
 
 
 def _spatial_dims(first: FirstLayer, x: torch.Tensor) -> tuple[int, ...]:

@@ -106,7 +106,9 @@ class SymbolicCapture:
     """An aten-level graph with symbolic spatial sizes, its `Capture` record, guards and
     unbacked symbols. `symbols` maps `H`, `W` (`H_1`, ... for further inputs) to the shape
     env's symbols; `sample` is the size captured at. `alternatives` are captures of the other
-    paths found by probing `path` guards."""
+    paths found by probing `path` guards. `rejected` is what the model raised at the requested
+    size when it was captured at another (`sample`); `inputs`, `spatial` and `images` are the
+    arguments it was captured with, for a capture of the other train/eval mode."""
 
     capture: Capture
     exported: ExportedProgram
@@ -118,6 +120,10 @@ class SymbolicCapture:
     alternatives: list[SymbolicCapture] = field(default_factory=list)
     checks: dict[fx.Node, Guard] = field(default_factory=dict)
     unchecked: list[Guard] = field(default_factory=list)
+    rejected: BaseException | None = None
+    inputs: tuple[Any, ...] = ()
+    spatial: tuple[int, ...] = ()
+    images: bool = False
 
     def on_path(self, sizes: Mapping[str, int]) -> bool:
         """Whether `sizes` take this capture's path (every `path` guard holds)."""
@@ -221,7 +227,11 @@ def capture_symbolic(
     report's input names."""
     deadline = None if budget is None else time.process_time() + budget
     runner = _Unbatched(model) if images else model
-    root = _capture_one(runner, model, tuple(inputs), spatial, probe_limit, deadline)
+    try:
+        root = _capture_one(runner, model, tuple(inputs), spatial, probe_limit, deadline)
+    except SymbolicCaptureError as failed:
+        root = _capture_elsewhere(runner, model, inputs, spatial, probe_limit, deadline, failed)
+    root.inputs, root.spatial, root.images = tuple(inputs), tuple(spatial), images
     queue = [root]
     seen: list[dict[str, int]] = [root.sample]
     while queue and 1 + len(root.alternatives) < max_paths:
@@ -246,6 +256,52 @@ def capture_symbolic(
             if 1 + len(root.alternatives) >= max_paths:
                 break
     return root
+
+
+def _capture_elsewhere(
+    runner: nn.Module,
+    model: nn.Module,
+    inputs: Sequence[Any],
+    spatial: Sequence[int],
+    probe_limit: int,
+    deadline: float | None,
+    failed: SymbolicCaptureError,
+) -> SymbolicCapture:
+    """A model that rejects the requested size (its own check raised, not torch) is captured
+    at a nearby size it may accept, so that its guards give the domain; `rejected` keeps what
+    it raised at the requested size. Re-raises `failed` when no such size is found."""
+    if failed.over_budget:
+        raise failed
+    error, fault = _meta_run(runner, tuple(inputs))
+    if error is None or fault is not None:
+        raise failed
+    for sizes in _nearby_sizes(inputs, spatial):
+        if deadline is not None and time.process_time() > deadline:
+            break
+        try:
+            other = _resized(inputs, spatial, sizes)
+            captured = _capture_one(runner, model, other, spatial, probe_limit, deadline)
+        except SymbolicCaptureError:
+            continue
+        captured.rejected = error
+        return captured
+    raise failed
+
+
+def _nearby_sizes(inputs: Sequence[Any], spatial: Sequence[int]) -> list[dict[str, int]]:
+    """The requested sizes rounded up to multiples of 8, 16, 32 and 64, then 224 and 256."""
+    _, labels = _dynamic_shapes(tuple(inputs), spatial)
+    tensors = [v for v in tree_flatten(list(inputs))[0] if isinstance(v, torch.Tensor)]
+    sizes = {name: int(tensors[i].shape[d]) for i, d, name in labels}
+    out: list[dict[str, int]] = []
+    for step in (8, 16, 32, 64):
+        out.append({k: -(-v // step) * step for k, v in sizes.items()})
+    out += [dict.fromkeys(sizes, 224), dict.fromkeys(sizes, 256)]
+    unique: list[dict[str, int]] = []
+    for candidate in out:
+        if candidate != sizes and candidate not in unique:
+            unique.append(candidate)
+    return unique
 
 
 class _Unbatched(nn.Module):
@@ -483,6 +539,12 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     named = {p for p, _ in model.named_parameters(remove_duplicate=False)}
     named |= {p for p, _ in model.named_buffers(remove_duplicate=False)}
     hidden |= {n for n in nodes if n.op == "get_attr" and _clean_path(str(n.target)) not in named}
+    # Arguments left at their defaults (`scale=1.0`, `mask=None`) are constants of this graph.
+    hidden |= {
+        n
+        for n in nodes
+        if n.op == "placeholder" and not isinstance(n.meta.get("val"), torch.Tensor)
+    }
     return Capture(
         graph_module=gm,
         names=names,
@@ -729,7 +791,9 @@ def _used_tensors(model: nn.Module, gm: fx.GraphModule) -> set[int]:
     used: set[int] = set()
     for node in gm.graph.nodes:
         target = _clean_path(str(node.target))
-        if node.op == "get_attr" and target in named:
+        # `ExportedProgram.module()` reads every parameter, used or not: only a read with
+        # users is a use.
+        if node.op == "get_attr" and target in named and node.users:
             used.add(id(named[target]))
     return used
 

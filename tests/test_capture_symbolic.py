@@ -422,3 +422,61 @@ def test_loop_over_channels_names_each_call_as_fx_would() -> None:
     calls = [n.name for n in report.nodes if n.op == "call_module"]
     assert calls == ["conv", "conv_1", "conv_2", "pool"]
     assert report.domain["H"] == [[4, None]]
+
+
+class Masked(nn.Module):
+    """A size check in Python and a second input given by keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0, mask: Any = None) -> torch.Tensor:
+        if x.shape[-1] % 8:
+            raise ValueError("width must be a multiple of 8")
+        y = self.conv(x) * scale
+        return y if mask is None else y * mask
+
+
+class TrainOnly(nn.Module):
+    """A branch on a shape, a module only training runs, and one nothing runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.aux = nn.Conv2d(4, 4, 1)
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:
+            raise ValueError("even widths only")
+        y = self.conv(x)
+        if self.training:
+            y = self.aux(y)
+        return y
+
+
+def test_inputs_given_by_keyword_are_captured_with_symbolic_shapes() -> None:
+    import shapetrace
+
+    report = shapetrace.analyze(Masked(), "1x3x64x64,mask=1x4x64x64")
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    assert [n.name for n in report.nodes if n.op == "placeholder"] == ["x", "mask"]
+    assert report.nodes[-1].shape == [1, 4, 64, 64]
+
+
+def test_a_rejected_size_gets_the_symbolic_report_with_the_failure_and_the_domain() -> None:
+    report = _report(Divisible, "1x3x63x64")
+    assert report.source["trace"] == "symbolic"
+    assert report.failure is not None and report.failure.kind == "rejected"
+    assert "input must be divisible by 32" in report.failure.message
+    assert report.domain["H"] == [[32, None, 32]]
+
+
+def test_dead_and_train_only_modules_on_the_symbolic_rung() -> None:
+    import shapetrace
+
+    report = shapetrace.analyze(TrainOnly(), "1x3x16x16")
+    assert report.source["trace"] == "symbolic"
+    assert [m["path"] for m in report.dead_modules] == ["unused"]
+    assert [m["path"] for m in report.train_only_modules] == ["aux"]
