@@ -48,21 +48,25 @@ def main() -> int:
         rows.append((families[name], name, status, nodes, method, seconds, detail))
         print(f"{name:40s} {status:9s} {nodes:6d} {method:6s} {seconds:6.2f}s {detail[:60]}")
     full = sum(r[2] == "full" for r in rows)
+    by_trace = {m: sum(r[4] == m for r in rows) for m in ("fx", "symbolic", "hooks")}
     lines = [
         "# Model coverage",
         "",
         "Every model shapetrace knows by name, analysed at its usual input (`shapetrace MODEL`).",
-        "Regenerate with `python scripts/coverage.py` (about two minutes).",
+        "Regenerate with `python scripts/coverage.py` (about five minutes).",
         "",
-        f"- {full} of {len(rows)} models: a full report.",
+        f"- {full} of {len(rows)} models: a full report. Captured with fx: {by_trace['fx']},"
+        f" symbolic shapes: {by_trace['symbolic']}, hooks: {by_trace['hooks']}.",
         f"- Generated with shapetrace {shapetrace.__version__}, torch "
         f"{torch.__version__.split('+')[0]}, torchvision {torchvision.__version__.split('+')[0]},"
         f" Python {platform.python_version()}; times are one run each on a shared 2-core machine.",
-        "- *trace*: `fx` is a full torch.fx graph (every node, all analyses); `hooks` is the"
-        " fallback for models fx cannot trace: an eager run on meta tensors that reports every"
-        " module call.",
+        "- *trace*: which rung of the capture ladder (docs/capture.md) ran: `fx` is a full"
+        " torch.fx graph; `symbolic` is torch.export with symbolic H, W for models fx cannot"
+        " trace (every analysis; data-dependent sizes shown as `u0`, assumptions on them in"
+        " `domain['open']`); `hooks` is the last resort: an eager run on meta tensors that"
+        " reports every module call up to where it stops.",
         "- *partial*: the report holds every module up to the point named; what follows needs"
-        " tensor values (detectors' box selection), which shapes alone cannot give.",
+        " tensor values (a loop over detections), which shapes alone cannot give.",
         "",
         "| family | model | status | nodes | trace | time (s) | note |",
         "|---|---|---|---:|---|---:|---|",
