@@ -160,7 +160,7 @@ def test_hard_coded_view_domain_equals_brute_force_and_blames_the_view() -> None
     assert report.domain["H"] == [[32, 35]] and report.domain["W"] == [[32, 35]]
     assert_domain_matches(model.to("meta"), report, range(1, 301), (1, 10))
     assert report.node("view").depends_on_input == "bound"
-    assert report.node("fc1").depends_on_input == "fixed"
+    assert report.node("fc1").depends_on_input == "scales"  # its batch is the view's
     assert report.verdict is not None
     assert "torch.flatten(x, 1)" in report.verdict
     assert "AdaptiveAvgPool2d((5, 5))" in report.verdict
@@ -223,9 +223,17 @@ def test_skip_concatenations_give_an_exact_periodic_domain() -> None:
     assert report.domain["H"] == [[8, None, 8]] and report.domain["W"] == [[8, None, 8]]
     assert_domain_matches(model.to("meta"), report, range(1, 101), (1, 4, None, None))
     assert {b["kind"] for b in report.domain["bounds"]} == {"periodic"}
-    # Only the 2x2 pools bind (each needs at least 2x2); the concatenations merely merge.
-    bound = [n.type for n in report.nodes if n.depends_on_input == "bound"]
-    assert bound == ["MaxPool2d"] * 3
+    # The outermost concatenation (8*floor(H/8) vs H) alone sets the period; the pools'
+    # at-least-2x2 and the inner concatenations follow from it.
+    bound = [n.name for n in report.nodes if n.depends_on_input == "bound"]
+    assert bound == ["cat_2"]
+    assert set(report.domain["attribution"]["implied"]) == {
+        "pool",
+        "pool_1",
+        "pool_2",
+        "cat",
+        "cat_1",
+    }
 
 
 def test_positions_beyond_an_embedding_table_are_rejected_as_a_real_forward_does() -> None:
@@ -451,15 +459,16 @@ def test_codereview_accepts_exactly_the_sizes_where_layer_5_is_7x7(codereview: R
         assert sweep(model, codereview, axis, edges, (1, 2)) == {193, 194, 223, 224}
 
 
-def test_codereview_fc_and_fixed_pool_are_bound_and_the_verdict_names_the_fix(
+def test_codereview_fc_is_bound_its_pool_implied_and_the_verdict_names_the_fix(
     codereview: Report,
 ) -> None:
     assert codereview.node("fc_layer").depends_on_input == "bound"
-    assert codereview.node("avgpool").depends_on_input == "bound"
+    assert codereview.node("avgpool").depends_on_input == "scales"
+    assert codereview.domain["attribution"]["implied"] == {"avgpool": ["fc_layer"]}
     assert codereview.module("fc_layer").depends_on_input == "bound"
-    # layer_3 is ceil(n / 16): 13 or 14 over the domain; layer_4 ends at 7x7 like layer_5.
+    # Every stage's shape follows the input, 7x7 over the whole domain or not.
     assert codereview.module("layer_3").depends_on_input == "scales"
-    assert codereview.module("layer_4").depends_on_input == "fixed"
+    assert codereview.module("layer_4").depends_on_input == "scales"
     assert codereview.verdict == (
         "fc_layer expects 2048 features, which arrive only when layer_5 is 7x7: accepts H, W "
         "in [193, 224]. Fix: replace avgpool = AvgPool2d(7, 1) with AdaptiveAvgPool2d((1, 1)). "
@@ -480,7 +489,7 @@ def test_codereview_breaking_at_448_still_gets_its_domain_and_fix() -> None:
         "Breaks at 448x448: fc_layer: Linear(2048 -> 2) received 131072 features."
     )
     assert "AdaptiveAvgPool2d((1, 1))" in report.verdict
-    assert report.node("fc_layer").depends_on_input == "bound"
+    assert report.node("fc_layer").depends_on_input == "breaks"
 
 
 def test_resnet50_has_no_bound_node_and_accepts_every_size_from_1(resnet50: Report) -> None:
@@ -507,8 +516,10 @@ def test_vit_accepts_only_224_because_of_its_asserts_and_position_table() -> Non
     report = shapetrace.analyze("vit_b_16")
     assert report.domain is not None
     assert report.domain["H"] == [[224, 224]] and report.domain["W"] == [[224, 224]]
-    for name in ("_assert", "_assert_1", "encoder.add"):
+    for name in ("_assert", "_assert_1"):
         assert report.node(name).depends_on_input == "bound"
+    # The position table pins the size too, but the asserts already do.
+    assert report.domain["attribution"]["implied"]["encoder.add"] == ["_assert", "_assert_1"]
     assert report.verdict is not None
     assert "interpolate encoder.pos_embedding" in report.verdict
     assert "H == 224 and W == 224" in report.verdict

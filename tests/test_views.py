@@ -7,9 +7,11 @@ import io
 import subprocess
 import sys
 
+from rich.console import Console
+
 from shapetrace.report import Failure, Module, Node, Report
 from shapetrace.views import markdown, table
-from shapetrace.views.tree import FAILED, NOT_REACHED, build_rows
+from shapetrace.views.tree import FAILED, NOT_REACHED, build_rows, cell_text
 
 
 def _chain(blocks: int, fail_at: int | None = None) -> Report:
@@ -120,3 +122,47 @@ def test_rendering_a_report_never_imports_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _with_states(fail_at: int | None) -> Report:
+    """The chain with Input size states: body.1.conv bound, the rest scaling, and the domain
+    attributed to it (body.0.conv's constraint implied)."""
+    report = _chain(3, fail_at=fail_at)
+    for node in report.nodes:
+        node.depends_on_input = "bound" if node.name == "body.1.conv" else "scales"
+    report.domain = {
+        "H": [[8, 9]],
+        "W": [[8, 9]],
+        "bounds": [],
+        "attribution": {"bound": ["body.1.conv"], "implied": {"body.0.conv": ["body.1.conv"]}},
+    }
+    return report
+
+
+def test_the_failing_row_reads_breaks_in_red_apart_from_bound_in_magenta() -> None:
+    # A report whose sizing pass did not mark the break itself still shows it.
+    report = _with_states(fail_at=2)
+    rows = {r.name: r for r in build_rows(report)}
+    assert cell_text(rows["body.2.conv"], "dep") == "breaks"
+    assert cell_text(rows["body.1.conv"], "dep") == "bound"
+    assert cell_text(rows["body.0.conv"], "dep") == "scales"
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system="standard", width=160)
+    console.print(table.build_table(report))
+    styled = buffer.getvalue()
+    assert "\x1b[1;31mbreaks" in styled  # bold red
+    assert "\x1b[1;35mbound" in styled  # bold magenta
+    assert "\x1b[36mscales" in styled  # cyan
+    md = markdown.render(report)
+    assert "| **breaks here** | 20 | **breaks** |" in md
+    assert "| (1, 4, 8, 8) | 20 | **bound** |" in md
+    assert "| (1, 4, 8, 8) | 20 | scales |" in md
+
+
+def test_accepted_sizes_name_the_bound_nodes_and_the_implied_ones() -> None:
+    report = _with_states(fail_at=None)
+    assert "- Accepts: H in [8, 9], W in [8, 9] (set by body.1.conv; implied: body.0.conv)" in (
+        markdown.render(report)
+    )
+    report.domain["attribution"] = {"bound": [], "implied": {}}
+    assert "- Accepts: H in [8, 9], W in [8, 9]\n" in markdown.render(report)

@@ -696,7 +696,9 @@ def box_tooltip(row: Row, report: Report) -> str:
         lines.append(f"input size: {row.depends_on_input}")
     for bound in (report.domain or {}).get("bounds", []):
         if bound.get("node") in members and bound.get("constraint"):
-            lines.append(f"bound: {bound['constraint']}")
+            by = bound.get("implied_by")
+            label = f"implied by {', '.join(map(str, by))}" if isinstance(by, list) else "bound"
+            lines.append(f"{label}: {bound['constraint']}")
     if row.status == FAILED and report.failure is not None and report.failure.node in members:
         lines.append(f"breaks: {report.failure.message}")
     escaped = (plain(line).replace("\\", "\\\\").replace('"', '\\"') for line in lines)

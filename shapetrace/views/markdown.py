@@ -17,10 +17,10 @@ def _cell(text: str) -> str:
 
 
 def _emphasised(row: Row, key: str, text: str) -> bool:
-    """The breaking node's shape cell and bound nodes stand out."""
+    """The breaking node's shape cell and the break and bound states stand out."""
     if key == "shape":
         return row.status == FAILED and row.kind != "group"
-    return key == "dep" and text == "bound"
+    return key == "dep" and text in ("breaks", "bound")
 
 
 def render(report: Report, depth: int | None = None) -> str:
@@ -42,9 +42,7 @@ def render(report: Report, depth: int | None = None) -> str:
                 text = "\u2003" * row.level + text
             elif column.key == "shape" and row.status == NOT_REACHED:
                 text = f"*{text}*"
-            elif (column.key == "shape" and row.status == FAILED and row.kind != "group") or (
-                column.key == "dep" and text == "bound"
-            ):
+            elif _emphasised(row, column.key, text):
                 text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")

@@ -63,7 +63,24 @@ def diagnosis_lines(report: Report) -> list[str]:
         lines.append(f"Breaks: {report.failure.message}")
     domain = domain_text(report)
     if domain:
-        lines.append(f"Accepts: {domain}")
+        lines.append(f"Accepts: {domain}{attribution_text(report)}")
     if report.verdict:
         lines.append(f"Verdict: {report.verdict}")
     return [plain(line) for line in lines]
+
+
+def attribution_text(report: Report) -> str:
+    """` (set by fc_layer; implied: avgpool)`: the bound nodes the domain is attributed to and
+    the nodes whose constraints they imply; empty when no node limits the size."""
+    data = (report.domain or {}).get("attribution")
+    if not isinstance(data, dict):
+        return ""
+    bound = [str(n) for n in data.get("bound") or [] if isinstance(n, str)]
+    implied = [str(n) for n in data.get("implied") or {}]
+    if not bound:
+        return ""
+    text = f"set by {', '.join(bound)}"
+    if implied:
+        more = f" and {len(implied) - 4} more" if len(implied) > 4 else ""
+        text += f"; implied: {', '.join(implied[:4])}{more}"
+    return f" ({text})"

@@ -54,7 +54,11 @@ _HEADER = ["size", "status", "output shape, or where it breaks", "domain"]
 def _footer(s: Sweep) -> list[str]:
     rejected = sum(not row.result.accepted for row in s.rows)
     limits = list(
-        dict.fromkeys(b["node"] for b in s.domain.get("bounds", []) if b.get("kind") != "inexact")
+        dict.fromkeys(
+            b["node"]
+            for b in s.domain.get("bounds", [])
+            if b.get("kind") != "inexact" and not b.get("implied_by")
+        )
     )
     set_by = f" (set by {', '.join(limits)})" if limits else ""
     lines = [f"Domain: {domain_text(s.domain, s.axes)}{set_by}"]

@@ -29,7 +29,14 @@ from shapetrace.views.tree import (
     columns_for,
 )
 
-_DEPENDENCE_STYLE = {"bound": "bold magenta", "scales": "cyan", "fixed": "green"}
+# The Input size states in the TUI's colours: the break red, bound magenta, scales cyan, fixed
+# green.
+_DEPENDENCE_STYLE = {
+    "breaks": "bold red",
+    "bound": "bold magenta",
+    "scales": "cyan",
+    "fixed": "green",
+}
 
 
 def _name_cell(row: Row) -> Text:

@@ -268,8 +268,16 @@ def _cell_text(row: Row, key: str) -> str:
     if key == "rf":
         return format_rf(row.rf) if row.rf else ""
     if key == "dep":
-        return row.depends_on_input or ""
+        return dependence(row)
     raise KeyError(key)
+
+
+def dependence(row: Row) -> str:
+    """The Input size state: `breaks` for the failing node (also in a report whose sizing pass
+    did not say so), else `bound`, `scales` or `fixed` as recorded (empty when unknown)."""
+    if row.status == FAILED and row.kind != "group":
+        return "breaks"
+    return row.depends_on_input or ""
 
 
 def shape_text(row: Row) -> str:

@@ -50,21 +50,28 @@ def run(context: PassContext) -> None:
     """Annotate the report: `depends_on_input` and `shape_formula` per node,
     `depends_on_input` per module, `domain`, `aligned_multiple` and `verdict`.
 
+    `depends_on_input` is `breaks` for the node the report's failure names, `bound` for the
+    fewest nodes whose constraints define the accepted sizes (others implied by them are
+    listed in `domain["attribution"]`), else `scales` or `fixed` by the node's shape formula.
+
     A size that runs on meta tensors but folds spatial elements into the batch, or indexes
     past an embedding table, is a break too: it becomes the report's failure."""
     analysis = SizeAnalysis(context)
     quote_guards(analysis)
     report = context.report
+    if report.failure is None:
+        c = analysis.first_failure(analysis.env0)
+        if c is not None and c.kind in _SILENT_BREAKS:
+            report.failure = _failure(context, analysis, c)
     dependence = analysis.dependence()
+    broken = _failing_node(context, report.failure)
+    if broken is not None:
+        dependence[broken] = "breaks"
     for node, dep in dependence.items():
         target = context.by_fx.get(node)
         if target is not None:
             target.depends_on_input = dep
     _annotate_modules(context, dependence)
-    if report.failure is None:
-        c = analysis.first_failure(analysis.env0)
-        if c is not None and c.kind in _SILENT_BREAKS:
-            report.failure = _failure(context, analysis, c)
     writer = FormulaWriter(analysis)
     for node, formula in writer.shapes().items():
         target = context.by_fx.get(node)
@@ -95,18 +102,30 @@ def _failure(context: PassContext, analysis: SizeAnalysis, c: Constraint) -> Fai
     )
 
 
+def _failing_node(context: PassContext, failure: Failure | None) -> fx.Node | None:
+    if failure is None:
+        return None
+    for node, target in context.by_fx.items():
+        if target.name == failure.node:
+            return node
+    return None
+
+
 def _annotate_modules(context: PassContext, dependence: dict[fx.Node, str]) -> None:
-    bound_sites: set[str] = set()
+    """A module holding the break `breaks`, else one holding a bound node is `bound`, else
+    its output's state (`scales` if any output scales)."""
+    inside: dict[str, set[str]] = {}
     for node, dep in dependence.items():
-        if dep != "bound":
+        if dep not in ("bound", "breaks"):
             continue
         site = context.capture.sites.get(node, "")
         while site:
-            bound_sites.add(site)
+            inside.setdefault(site, set()).add(dep)
             site = site.rpartition(".")[0]
     for module in context.report.modules:
-        if module.path in bound_sites:
-            module.depends_on_input = "bound"
+        states = inside.get(module.path, set())
+        if states:
+            module.depends_on_input = "breaks" if "breaks" in states else "bound"
             continue
         outputs = _output_nodes(context.capture.module_outputs.get(module.path))
         deps = {dependence.get(n) for n in outputs} - {None}

@@ -10,6 +10,7 @@ from typing import Any
 from torch import fx
 
 from shapetrace.passes import PassContext
+from shapetrace.passes.sizing.attribution import Attribution, attribute
 from shapetrace.passes.sizing.coupling import Combination, Coupling, coupled
 from shapetrace.passes.sizing.expr import Evaluator, Mono, Poly, Sym, Unknown
 from shapetrace.passes.sizing.formulas import FormulaWriter, factor
@@ -60,6 +61,7 @@ class SizeAnalysis:
         # reference batch (`own`, where coupled constraints pick their combinations) and at
         # any batch (`free`, where formulas may be simplified).
         self._bounds: list[dict[str, Any]] | None = None
+        self._attribution: Attribution | None = None
         self.own: dict[str, IntSet] = {}
         self.free: dict[str, IntSet] = {}
         for axis in self.axes:
@@ -186,24 +188,57 @@ class SizeAnalysis:
                     return True
         return False
 
+    @property
+    def attribution(self) -> Attribution:
+        """The fewest nodes the domain is attributed to, and what implies the others."""
+        if self._attribution is None:
+            self._attribution = attribute(self)
+        return self._attribution
+
     def dependence(self) -> dict[fx.Node, str]:
-        bound = {c.node for c in self.constraints if c.binding}
+        """`bound` for the nodes the domain is attributed to; else `scales` when the node's
+        shape involves a spatial axis (or, where no rule gives its sizes, follows one), and
+        `fixed` when it does not, even where the domain is a single size."""
+        bound = self.attribution.limiting
+        axes = set(self.axes)
         out: dict[fx.Node, str] = {}
         for node, value in self.prop.values.items():
             if node in bound:
                 out[node] = "bound"
                 continue
-            dims = [d for t in flat_args(value) for d in t.shape]
-            if dims and not any(d.opaque for d in dims):
-                out[node] = "scales" if self.varies(dims) else "fixed"
+            tensors = flat_args(value)
+            dims = [(d, ax) for t in tensors for d, ax in zip(t.shape, t.axes, strict=True)]
+            if not dims:
+                continue
+            # A size without a rule scales when its dim follows an input axis.
+            if any(d.vars & axes or (d.opaque and ax is not None) for d, ax in dims):
+                out[node] = "scales"
+            elif not any(d.opaque for d, _ in dims):
+                out[node] = "fixed"
         return out
 
     # -- bounds --------------------------------------------------------------------------
+    def _in_graph_order(self, nodes: set[fx.Node]) -> list[fx.Node]:
+        return [n for n in self.prop.gm.graph.nodes if n in nodes]
+
     def env_at(self, axis: str, n: int) -> dict[str, int]:
         return {**self.reference, axis: n}
 
-    def why(self, axis: str, n: int) -> Constraint | None:
-        return self.first_failure(self.env_at(axis, n))
+    def why(self, axis: str, n: int, bound: bool = False) -> Constraint | None:
+        """The first constraint that rejects `axis` = n (`bound`: of a bound node)."""
+        env = self.env_at(axis, n)
+        if not bound:
+            return self.first_failure(env)
+        ev, limiting = Evaluator(env), set(self.attribution.bound)
+        for c in self.constraints:
+            if c.node not in limiting or c.opaque:
+                continue
+            try:
+                if not c.holds(ev):
+                    return c
+            except Unknown:
+                continue
+        return None
 
     def message(self, c: Constraint, env: dict[str, int]) -> str:
         ev = Evaluator(env)
@@ -214,10 +249,23 @@ class SizeAnalysis:
 
     def bounds(self) -> list[dict[str, Any]]:
         """What limits the domain: each edge and step per axis, the constraints that couple
-        axes, and what is not followed exactly (computed once)."""
+        axes, and what is not followed exactly (computed once). An edge found at a node whose
+        constraint others imply (the first to fail there) names them in `implied_by`."""
         if self._bounds is None:
             self._bounds = self._find_bounds()
+            implied = self.implied_names()
+            for entry in self._bounds:
+                if entry["node"] in implied:
+                    entry["implied_by"] = implied[entry["node"]]
         return self._bounds
+
+    def implied_names(self) -> dict[str, list[str]]:
+        """Each implied node's name, with the names of the bound nodes that imply it."""
+        names = self.prop.names
+        return {
+            names.get(node, node.name): [names.get(b, b.name) for b in by]
+            for node, by in self.attribution.implied.items()
+        }
 
     def _find_bounds(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
@@ -366,6 +414,11 @@ class SizeAnalysis:
             data[axis] = _segments(self.sets[axis])
         data["bounds"] = self.bounds()
         data["at"] = {a: self.reference[a] for a in self.axes}
+        limiting = self._in_graph_order(self.attribution.limiting)
+        data["attribution"] = {
+            "bound": [self.prop.names.get(n, n.name) for n in limiting],
+            "implied": self.implied_names(),
+        }
         if self.open:
             data["open"] = self.open
             data["possible"] = {a: _segments(self.possible[a]) for a in self.axes}

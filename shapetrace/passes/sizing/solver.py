@@ -217,7 +217,7 @@ class Solver:
         left_out = []
         for c in pending:
             try:
-                found = self._monotone(c, accepted)
+                found = self.monotone(c, accepted)
             except Unknown:
                 found = None
             if found is None:
@@ -226,7 +226,7 @@ class Solver:
                 accepted = accepted.intersect(found)
         return accepted, left_out
 
-    def _monotone(self, c: Constraint, within: IntSet) -> IntSet | None:
+    def monotone(self, c: Constraint, within: IntSet) -> IntSet | None:
         """For sizes that are not quasi-linear (products of two varying sizes) but monotone:
         the interval where `c` holds, found by search from the least size still in play."""
         low = within.first()

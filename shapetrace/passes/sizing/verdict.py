@@ -174,7 +174,8 @@ class Verdict:
                 probe = lo + 1
             if probe is None:
                 continue
-            c = self.a.why(axis, probe)
+            # Named by a bound node where one rejects the size too (not one it implies).
+            c = self.a.why(axis, probe, bound=True) or self.a.why(axis, probe)
             if c is None:
                 continue
             message = self.a.message(c, self.a.env_at(axis, probe))

@@ -150,10 +150,15 @@ def _coverage(node: Node) -> str | None:
 def _bounds_for(report: Report, names: set[str]) -> list[str]:
     bounds = (report.domain or {}).get("bounds") or []
     return [
-        plain(f"{b.get('axis', '?')}: {b.get('constraint', '')}")
+        plain(f"{b.get('axis', '?')}: {b.get('constraint', '')}{_implied(b)}")
         for b in bounds
         if isinstance(b, dict) and b.get("node") in names
     ]
+
+
+def _implied(bound: dict[str, Any]) -> str:
+    by = bound.get("implied_by")
+    return f" (implied by {', '.join(map(str, by))})" if isinstance(by, list) and by else ""
 
 
 def details_text(outline: Outline, index: int) -> Text:

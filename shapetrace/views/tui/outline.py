@@ -41,7 +41,7 @@ STATE_MEANING = {
     BREAKS: "fails here at this input",
     BOUND: "limits which input sizes work",
     SCALES: "changes with the input size",
-    FIXED: "the same at every accepted size",
+    FIXED: "the same at every input size",
 }
 
 
