@@ -15,7 +15,19 @@ if TYPE_CHECKING:  # the Report imports this module (Report.at)
 
 def in_domain(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:
     """Does the domain accept these sizes? Axes a coupled bound ties together are judged by
-    its combinations; None when such a bound lists none."""
+    its combinations; None when such a bound lists none. A domain left open by an op without a
+    size rule proves only its own sets: sizes outside them that the known rules still allow
+    (`possible`) are None, unknown, not rejected."""
+    proven = _in_proven(domain, sizes)
+    if proven is not False or not domain.get("open"):
+        return proven
+    possible = domain.get("possible") or {}
+    if all(a in possible and _member(possible[a], n) for a, n in sizes.items()):
+        return None
+    return False
+
+
+def _in_proven(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:
     coupled = [b for b in domain.get("bounds", []) if b.get("kind") == "coupled"]
     tied: set[str] = set()
     for bound in coupled:
@@ -58,4 +70,10 @@ def domain_text(report: Report) -> str | None:
                 text += f" step {step}"
             texts.append(text)
         parts.append(f"{axis} in {' ∪ '.join(texts) if texts else 'no size'}")
-    return ", ".join(parts) if parts else None
+    if not parts:
+        return None
+    text = ", ".join(parts)
+    open_nodes = [str(entry.get("node")) for entry in report.domain.get("open") or []]
+    if open_nodes:
+        text += f"; beyond it unknown: {', '.join(dict.fromkeys(open_nodes))} left open"
+    return text

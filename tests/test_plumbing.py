@@ -13,6 +13,7 @@ from test_sizing import assert_domain_matches, members, runs, sweep
 from torch import nn
 
 import shapetrace
+from shapetrace.domain import domain_text, in_domain
 from shapetrace.formula import evaluate
 from shapetrace.report import Report
 
@@ -170,6 +171,13 @@ def test_an_op_without_a_size_rule_leaves_the_domain_open_beyond_the_analysed_si
     for axis in "HW":
         brute = sweep(meta, report, axis, range(1, 41), (1, 4, None, None))
         assert 16 in brute and brute <= members(possible, range(1, 41))
+    # Checks and the table's domain line say unknown beyond it, never rejected.
+    assert in_domain(report.domain, {"H": 16, "W": 16}) is True
+    assert in_domain(report.domain, {"H": 32, "W": 32}) is None
+    assert in_domain(report.domain, {"H": 1, "W": 1}) is (False if possible[0][0] > 1 else None)
+    assert domain_text(report) == (
+        f"H in [16, 16], W in [16, 16]; beyond it unknown: {node} left open"
+    )
 
 
 def test_a_map_added_to_a_fixed_one_is_accepted_where_sizes_agree_or_broadcast() -> None:

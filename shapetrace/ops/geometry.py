@@ -35,7 +35,8 @@ class BindError(ValueError):
 @dataclass(frozen=True)
 class Window:
     """A sliding window over the last `rank` dims (for `slide`, over dim `dim`). `pads` are
-    (before, after) per axis. `kind` is conv, conv_transpose, max, avg, lp, unfold (im2col:
+    (before, after) per axis. `kind` is conv, conv_transpose, max, avg, lp, unpool (scatters
+    each input unit to a window of the output, as a transposed conv does), unfold (im2col:
     `F.unfold`, output N x C*prod(kernel) x positions) or slide (`Tensor.unfold(dim, size,
     step)`: windows along one dim, the window as a new last dim)."""
 
@@ -57,7 +58,7 @@ class Window:
 
     @property
     def transposed(self) -> bool:
-        return self.kind == "conv_transpose"
+        return self.kind in ("conv_transpose", "unpool")
 
     @property
     def padding(self) -> tuple[int, ...]:
@@ -91,8 +92,12 @@ def window(call: Call, shape_of: ShapeOf = _shape) -> Window:
     if name == "tensor_unfold":
         return _slide(call)
     # Unpooling scatters each input to a window of the output, as a transposed conv does.
-    transposed = bool(call.get("transposed", False)) or name in ("conv_transpose", "max_unpool")
-    kind = "conv_transpose" if transposed else _POOL_KINDS.get(name, "conv")
+    if name == "max_unpool":
+        kind = "unpool"
+    elif bool(call.get("transposed", False)) or name == "conv_transpose":
+        kind = "conv_transpose"
+    else:
+        kind = _POOL_KINDS.get(name, "conv")
     weight = call.get("weight")
     weight_shape = tuple(shape_of(weight)) if weight is not None and kind.startswith("conv") else ()
     rank = call.get("rank")
@@ -129,7 +134,7 @@ def window(call: Call, shape_of: ShapeOf = _shape) -> Window:
     in_channels = call.get("in_channels")
     out_channels = call.get("out_channels")
     if weight_shape and in_channels is None:
-        if transposed:
+        if kind == "conv_transpose":
             in_channels, out_channels = weight_shape[0], weight_shape[1] * groups
         else:
             in_channels, out_channels = weight_shape[1] * groups, weight_shape[0]

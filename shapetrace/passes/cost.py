@@ -213,7 +213,7 @@ def _window(call: ops.Call, out: Any) -> Cost:
     if window.kind == "lp":
         # x^p per input element, the window sums, then the p-th root per output element.
         return 0, first.numel() + result.numel() * (kernel + 1)
-    return ZERO  # unfold (im2col) and Tensor.unfold copy or view windows: no arithmetic
+    return ZERO  # unpooling, unfold (im2col) and Tensor.unfold move elements: no arithmetic
 
 
 def _adaptive(call: ops.Call, out: Any) -> Cost:

@@ -45,7 +45,7 @@ def _window(p: Propagator, call: Call) -> Any:
         return _slide(p, x, w)
     if w.kind == "unfold":
         return _im2col(p, x, w)
-    if w.kind.startswith("conv"):
+    if w.kind.startswith("conv") or w.kind == "unpool":
         return _conv(p, call, x, w)
     return _pool(p, call, x, w)
 
@@ -75,7 +75,7 @@ def _conv(p: Propagator, call: Call, x: STensor, w: ops.Window) -> STensor:
             shape[d] = out = Poly.of(w.output_size[i])
             kind = "merge" if out.vars - {BATCH} and least.vars - {BATCH} else "fixed"
             top = least + (s - 1)
-            if call.name == "max_unpool":
+            if w.kind == "unpool":
                 least = least - (s - 1)
             message = say(f"{p.name}: {desc} can give ", least, " to ", top, ", not ", out)
             p.require(kind, out, ">=", least, message)
