@@ -474,10 +474,12 @@ def _owns_tensors(module: nn.Module) -> bool:
 # -- second rung: symbolic shapes ------------------------------------------------------------
 
 
-# CPU seconds a symbolic capture with data-dependent sizes (a detector) may take before the
-# hooks run takes over: fasterrcnn_mobilenet_v3_large_320_fpn exports in about 5 s, the
-# detectors looping over their classes take 12-60 s (docs/capture.md).
-SYMBOLIC_BUDGET = 8.0
+# When the hooks run takes over from a symbolic capture with data-dependent sizes: past this
+# many such sizes (torchvision's R-CNNs, RetinaNet and FCOS make 6-10; SSD's per-class loop
+# makes 91, at 12-18 CPU s), decided the same on every machine; and, as a safety net, past
+# this many CPU seconds of export (the detectors captured take 4-6 s; docs/capture.md).
+SYMBOLIC_MAX_UNBACKED = 32
+SYMBOLIC_BUDGET = 20.0
 
 
 class _DataDependentSize(Exception):
@@ -508,6 +510,7 @@ def _analyze_symbolic(
                 values,
                 _spatial_dims(first, tensors[0]),
                 budget=SYMBOLIC_BUDGET,
+                max_unbacked=SYMBOLIC_MAX_UNBACKED,
                 images=source.family == "detection",
             )
     except SymbolicCaptureError:
@@ -567,6 +570,7 @@ def _symbolic_called(
                 symbolic.spatial,
                 max_paths=1,
                 budget=SYMBOLIC_BUDGET,
+                max_unbacked=SYMBOLIC_MAX_UNBACKED,
                 images=symbolic.images,
             )
     except SymbolicCaptureError:

@@ -208,6 +208,7 @@ def capture_symbolic(
     max_paths: int = 4,
     probe_limit: int = 256,
     budget: float | None = None,
+    max_unbacked: int | None = None,
     images: bool = False,
 ) -> SymbolicCapture:
     """Capture `model(*inputs)` with the `spatial` dims of every input tensor symbolic.
@@ -220,17 +221,19 @@ def capture_symbolic(
     `budget` bounds the CPU seconds an export with data-dependent sizes may take: one that
     runs longer (a detector looping over its 91 classes) raises `SymbolicCaptureError` with
     `over_budget` set as soon as the budget is spent, so the caller falls back at that cost.
-    Further paths are captured only while the budget lasts.
+    Further paths are captured only while the budget lasts. `max_unbacked` bounds the number
+    of data-dependent sizes the same way, and deterministically: SSD's per-class loop makes 91.
 
     `images=True` for a model taking a list of images (torchvision's detectors): `inputs` is
     one batch (N x C x H x W), unbound into images, so the graph's input is the batch the
     report's input names."""
     deadline = None if budget is None else time.process_time() + budget
+    limits = _Limits(deadline, max_unbacked)
     runner = _Unbatched(model) if images else model
     try:
-        root = _capture_one(runner, model, tuple(inputs), spatial, probe_limit, deadline)
+        root = _capture_one(runner, model, tuple(inputs), spatial, probe_limit, limits)
     except SymbolicCaptureError as failed:
-        root = _capture_elsewhere(runner, model, inputs, spatial, probe_limit, deadline, failed)
+        root = _capture_elsewhere(runner, model, inputs, spatial, probe_limit, limits, failed)
     root.inputs, root.spatial, root.images = tuple(inputs), tuple(spatial), images
     queue = [root]
     seen: list[dict[str, int]] = [root.sample]
@@ -247,7 +250,7 @@ def capture_symbolic(
             seen.append(probe)
             try:
                 other = _capture_one(
-                    runner, model, _resized(inputs, spatial, probe), spatial, probe_limit, deadline
+                    runner, model, _resized(inputs, spatial, probe), spatial, probe_limit, limits
                 )
             except SymbolicCaptureError:
                 continue
@@ -258,13 +261,22 @@ def capture_symbolic(
     return root
 
 
+@dataclass
+class _Limits:
+    """When a capture with data-dependent sizes is given up: a CPU-time `deadline`
+    (`time.process_time()`) and a number of data-dependent sizes."""
+
+    deadline: float | None = None
+    max_unbacked: int | None = None
+
+
 def _capture_elsewhere(
     runner: nn.Module,
     model: nn.Module,
     inputs: Sequence[Any],
     spatial: Sequence[int],
     probe_limit: int,
-    deadline: float | None,
+    limits: _Limits,
     failed: SymbolicCaptureError,
 ) -> SymbolicCapture:
     """A model that rejects the requested size (its own check raised, not torch) is captured
@@ -276,11 +288,11 @@ def _capture_elsewhere(
     if error is None or fault is not None:
         raise failed
     for sizes in _nearby_sizes(inputs, spatial):
-        if deadline is not None and time.process_time() > deadline:
+        if limits.deadline is not None and time.process_time() > limits.deadline:
             break
         try:
             other = _resized(inputs, spatial, sizes)
-            captured = _capture_one(runner, model, other, spatial, probe_limit, deadline)
+            captured = _capture_one(runner, model, other, spatial, probe_limit, limits)
         except SymbolicCaptureError:
             continue
         captured.rejected = error
@@ -325,12 +337,12 @@ def _capture_one(
     inputs: tuple[Any, ...],
     spatial: Sequence[int],
     probe_limit: int,
-    deadline: float | None = None,
+    limits: _Limits | None = None,
 ) -> SymbolicCapture:
     dynamic, labels = _dynamic_shapes(inputs, spatial)
     with (
         _guard_sites(model) as sites,
-        _data_assumptions(model, deadline) as assumed,
+        _data_assumptions(model, limits or _Limits()) as assumed,
         _quiet(),
     ):
         try:
@@ -510,7 +522,8 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
             base = node.name if node.op == "placeholder" else _clean_path(str(node.target))
             sites[node] = ""
         else:
-            op = _FX_SUFFIX.sub(r"\1", node.name)
+            # `x.size(2)` is `size` in an fx graph, `sym_size_int` in aten's.
+            op = _SIZE_METHODS.get(node.target) or _FX_SUFFIX.sub(r"\1", node.name)
             base = path if is_call else (f"{path}.{op}" if path else op)
             sites[node] = path
             if is_call:
@@ -832,7 +845,7 @@ _GENERIC_SIZE = 64
 
 
 @contextlib.contextmanager
-def _data_assumptions(model: nn.Module, deadline: float | None) -> Iterator[list[Guard]]:
+def _data_assumptions(model: nn.Module, limits: _Limits) -> Iterator[list[Guard]]:
     """Let the export go on where the model's Python asks a question about a data-dependent
     size that no symbol can answer, and record each answer as an assumption (a `data` guard
     with `assumed` set), attributed like any guard to the model's line and module.
@@ -851,6 +864,17 @@ def _data_assumptions(model: nn.Module, deadline: float | None) -> Iterator[list
     paths = {id(m): p for p, m in model.named_modules()}
     original = ShapeEnv._evaluate_expr
     seen: set[str] = set()
+
+    deadline = limits.deadline
+    created = 0
+    create_unbacked = ShapeEnv.create_unbacked_symint
+
+    def unbacked_symint(self: ShapeEnv, *args: Any, **kwargs: Any) -> Any:
+        nonlocal created
+        created += 1
+        if limits.max_unbacked is not None and created > limits.max_unbacked:
+            raise _OverBudget(f"more than {limits.max_unbacked} data-dependent sizes")
+        return create_unbacked(self, *args, **kwargs)
 
     def evaluate(self: ShapeEnv, expr: Any, *args: Any, **kwargs: Any) -> Any:
         if assumed and deadline is not None and time.process_time() > deadline:
@@ -911,6 +935,7 @@ def _data_assumptions(model: nn.Module, deadline: float | None) -> Iterator[list
         return tensor(data, *args, **kwargs)
 
     ShapeEnv._evaluate_expr = evaluate  # type: ignore[method-assign,assignment]
+    ShapeEnv.create_unbacked_symint = unbacked_symint  # type: ignore[method-assign]
     torch.tensor = meta_tensor  # type: ignore[assignment]
     for module in patched:
         module.len = _symbolic_len  # type: ignore[attr-defined]
@@ -918,6 +943,7 @@ def _data_assumptions(model: nn.Module, deadline: float | None) -> Iterator[list
         yield assumed
     finally:
         ShapeEnv._evaluate_expr = original  # type: ignore[method-assign]
+        ShapeEnv.create_unbacked_symint = create_unbacked  # type: ignore[method-assign]
         torch.tensor = tensor
         for module in patched:
             if vars(module).get("len") is _symbolic_len:

@@ -313,8 +313,11 @@ def test_a_capture_with_data_dependent_sizes_past_its_budget_is_given_up() -> No
     with pytest.raises(SymbolicCaptureError) as info:
         capture_symbolic(model, [_x(64, 64)], budget=0.0)
     assert info.value.over_budget
-    # Without data-dependent sizes the budget does not cut the capture short.
-    capture_symbolic(_meta(Divisible), [_x(64, 64)], budget=0.0)
+    with pytest.raises(SymbolicCaptureError) as info:
+        capture_symbolic(model, [_x(64, 64)], max_unbacked=0)
+    assert info.value.over_budget and "data-dependent sizes" in str(info.value)
+    # Without data-dependent sizes the limits do not cut the capture short.
+    capture_symbolic(_meta(Divisible), [_x(64, 64)], budget=0.0, max_unbacked=0)
 
 
 @pytest.mark.slow

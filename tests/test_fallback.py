@@ -78,7 +78,7 @@ def test_detector_is_captured_past_its_value_dependent_postprocessing() -> None:
 @pytest.mark.slow
 def test_cli_exits_3_for_a_partial_report_with_one_line() -> None:
     result = subprocess.run(
-        # SSD's export loops over its 91 classes: past the symbolic budget, hooks take over.
+        # SSD's per-class loop makes 91 data-dependent sizes: past the limit, hooks take over.
         [sys.executable, "-m", "shapetrace", "ssd300_vgg16", "--depth", "1"],
         capture_output=True,
         text=True,
