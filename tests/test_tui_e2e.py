@@ -51,7 +51,12 @@ class Terminal:
                 capture_output=True,
                 text=True,
                 cwd=REPO,
-                env={**os.environ, "TERM": "xterm-256color"},
+                # COLUMNS/LINES left behind in this process by in-process tests would fix the
+                # app's size at theirs instead of the pane's.
+                env={
+                    **{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")},
+                    "TERM": "xterm-256color",
+                },
             )
             if started.returncode == 0:
                 return
