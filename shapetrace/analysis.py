@@ -504,7 +504,7 @@ def _analyze_symbolic(
     if values is None or not tensors:
         return _analyze_with_hooks(model, source, input_shape, failure, train)
     try:
-        with user_code("the model", "in forward (capturing it with symbolic sizes)"):
+        with user_code("the model", _while_capturing(model)):
             captured = capture_symbolic(
                 model,
                 values,
@@ -563,7 +563,7 @@ def _symbolic_called(
     was_training = model.training
     model.train(training)
     try:
-        with user_code("the model", "in forward (capturing it with symbolic sizes)"):
+        with user_code("the model", _while_capturing(model)):
             other = capture_symbolic(
                 model,
                 symbolic.inputs,
@@ -633,6 +633,10 @@ def _analyze_with_hooks(
     if hooks.error is not None:
         report.failure = _hook_failure(hooks, nodes, failure)
     return report
+
+
+def _while_capturing(model: nn.Module) -> str:
+    return f"in forward, in {type(model).__name__} (capturing it with symbolic sizes)"
 
 
 def _meta_tensor(spec: TensorSpec) -> torch.Tensor:
