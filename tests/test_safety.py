@@ -335,3 +335,21 @@ def test_shorthand_is_completed_from_a_functional_conv_stem() -> None:
     report = shapetrace.analyze(hostile("ECAStem"), "32")
     assert report.input == [1, 3, 32, 32]
     assert report.nodes[-1].shape == [1, 8, 30, 30]
+
+
+# -- item 8: training mode ------------------------------------------------------------------
+
+
+def test_training_mode_models_with_namedtuple_outputs_are_analysed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # googlenet returns GoogLeNetOutputs(logits, aux_logits2, aux_logits1) in training.
+    assert main(["googlenet", "--train", "--depth", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "Called only in training: aux1, aux2" in captured.out
+    report = shapetrace.analyze("googlenet", "2x3x224x224", train=True)
+    assert report.failure is None and report.node("fc") is not None
+    # inception_v3's auxiliary head pools to 1x1: training-mode batch norm needs a batch of 2.
+    code, line, _ = cli(capsys, "inception_v3", "--train")
+    assert code == 1 and "more than 1 value per channel" in line
+    assert shapetrace.analyze("inception_v3", "2x3x299x299", train=True).failure is None

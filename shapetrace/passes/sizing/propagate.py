@@ -101,7 +101,7 @@ class Propagator:
             shape = tuple(Poly.of(int(d)) for d in value.shape)
             return STensor(shape, (None,) * len(shape), None, node)
         if isinstance(value, (list, tuple)):
-            return type(value)(self._constant(v, node) for v in value)
+            return _same_kind(value, [self._constant(v, node) for v in value])
         return value
 
     # -- running ------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class Propagator:
             )
             return STensor(shape, (None,) * len(shape))
         if isinstance(value, (list, tuple)):
-            return type(value)(self._opaque(v, f"{label}.{i}") for i, v in enumerate(value))
+            return _same_kind(value, [self._opaque(v, f"{label}.{i}") for i, v in enumerate(value)])
         if value is None:
             return STensor((Poly.atom(Opaque(label, None)),), (None,))
         return value
@@ -356,3 +356,11 @@ def _flat_scalars(values: Any) -> list[Any]:
 
     walk(values)
     return out
+
+
+def _same_kind(value: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """`items` in a container of `value`'s kind: a list, a tuple or a namedtuple (googlenet's
+    training outputs), whose constructor takes the fields one by one."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*items)
+    return type(value)(items)
