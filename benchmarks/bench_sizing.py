@@ -3,6 +3,7 @@
     python benchmarks/bench_sizing.py               # sweep estimated from 50 sizes
     python benchmarks/bench_sizing.py --full-sweep  # sweep every size 1..1024 (minutes)
     python benchmarks/bench_sizing.py --runs 11
+    python benchmarks/bench_sizing.py --per-node    # the pass's time per node, resnet18..maxvit_t
 
 For resnet50 and codereview_resnet50:
 - shapetrace: the input-size pass alone (`sizing.run` on an analysed model: symbolic
@@ -48,8 +49,8 @@ def build(name: str, device: str) -> Any:
     return model.eval()
 
 
-def shapetrace_domain(name: str, runs: int) -> tuple[float, float, dict[str, Any]]:
-    """(median seconds of the pass alone, of the whole analyze, the domain)."""
+def _analysed(name: str) -> tuple[Any, Any]:
+    """(the input-size pass's context, the report) of one analysis of `name`."""
     import shapetrace
     from shapetrace.passes import sizing
 
@@ -65,8 +66,16 @@ def shapetrace_domain(name: str, runs: int) -> tuple[float, float, dict[str, Any
         report = shapetrace.analyze(name)
     finally:
         sizing.run = original  # type: ignore[assignment]
-    context = contexts[0]
-    pass_alone = median_seconds(lambda: original(context), runs)
+    return contexts[0], report
+
+
+def shapetrace_domain(name: str, runs: int) -> tuple[float, float, dict[str, Any]]:
+    """(median seconds of the pass alone, of the whole analyze, the domain)."""
+    import shapetrace
+    from shapetrace.passes import sizing
+
+    context, report = _analysed(name)
+    pass_alone = median_seconds(lambda: sizing.run(context), runs)
     whole = median_seconds(lambda: shapetrace.analyze(name), max(3, runs // 2))
     assert report.domain is not None
     return pass_alone, whole, {k: report.domain[k] for k in ("H", "W")}
@@ -227,13 +236,35 @@ def torch_export(name: str) -> tuple[float, str]:
     return elapsed, f"ranges {ranges}"
 
 
+# From a small CNN to a deep one and two windowed-attention transformers.
+PER_NODE = ("resnet18", "resnet50", "efficientnet_b7", "swin_t", "maxvit_t")
+
+
+def per_node(runs: int) -> None:
+    """The input-size pass alone per graph node: flat from resnet18 to efficientnet_b7."""
+    from shapetrace.passes import sizing
+
+    print(f"{'model':<18}{'nodes':>7}{'pass':>11}{'per node':>11}")
+    for name in PER_NODE:
+        context, report = _analysed(name)
+        seconds = median_seconds(lambda context=context: sizing.run(context), runs)
+        nodes = len(report.nodes)
+        print(f"{name:<18}{nodes:>7}{seconds * 1000:>9.1f}ms{seconds * 1e6 / nodes:>9.0f}us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--full-sweep", action="store_true")
+    parser.add_argument(
+        "--per-node", action="store_true", help="only the pass's time per node, model by model"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     warnings.simplefilter("ignore")
+    if args.per_node:
+        per_node(args.runs)
+        return
 
     start = time.perf_counter()
     import torch  # noqa: F401
