@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from plumbing_models import PoolUnpool
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
@@ -407,16 +408,6 @@ def test_peak_activation_bytes_equal_profiler_running_the_graph_with_last_use_fr
 
 
 def test_unpooling_moves_elements_and_costs_nothing() -> None:
-    class PoolUnpool(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.pool = nn.MaxPool2d(2, return_indices=True)
-            self.unpool = nn.MaxUnpool2d(2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y, indices = self.pool(x)
-            return self.unpool(y, indices, output_size=x.shape)
-
     report = shapetrace.analyze(PoolUnpool(), "1x3x16x16")
     unpool = report.node("unpool")
     assert unpool is not None and (unpool.macs, unpool.flops, unpool.missing) == (0, 0, None)
