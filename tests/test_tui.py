@@ -629,8 +629,12 @@ async def test_a_model_named_on_the_command_line_is_analysed_again_at_a_new_size
     }
     app = ShapetraceApp(request=request)
     async with app.run_test(size=WIDE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        # The analysis starts after the first frame: wait until its worker has run.
+        for _ in range(200):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            if app.report is not None:
+                break
         assert app.report is not None and app.report.input == [1, 3, 32, 32]
         assert not app.query_one("#size", Input).disabled
         await pilot.press("i", *"1x3x64x64", "enter")
