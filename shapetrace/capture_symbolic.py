@@ -387,6 +387,17 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
+def _spatial_labels(
+    value: torch.Tensor, spatial: Sequence[int], index: int
+) -> list[tuple[int, str]]:
+    """The spatial dims of the `index`-th input tensor with their labels (`H`, `W`; `H_1`,
+    `W_1` for the next tensor)."""
+    dims = sorted({d % value.dim() for d in spatial if -value.dim() <= d < value.dim()})
+    names = _SPATIAL_NAMES.get(len(dims), tuple(f"S{i}" for i in range(len(dims))))
+    suffix = f"_{index}" if index else ""
+    return [(d, name + suffix) for d, name in zip(dims, names, strict=True)]
+
+
 def _dynamic_shapes(
     inputs: tuple[Any, ...], spatial: Sequence[int]
 ) -> tuple[tuple[Any, ...], list[tuple[int, int, str]]]:
@@ -401,13 +412,10 @@ def _dynamic_shapes(
         nonlocal count
         if not isinstance(value, torch.Tensor):
             return None
-        dims = sorted({d % value.dim() for d in spatial if -value.dim() <= d < value.dim()})
-        names = _SPATIAL_NAMES.get(len(dims), tuple(f"S{i}" for i in range(len(dims))))
-        suffix = f"_{count}" if count else ""
-        for d, name in zip(dims, names, strict=True):
-            labels.append((count, d, name + suffix))
+        dims = _spatial_labels(value, spatial, count)
+        labels.extend((count, d, label) for d, label in dims)
         count += 1
-        return {d: Dim.AUTO for d in dims}
+        return {d: Dim.AUTO for d, _ in dims}
 
     return tuple(tree_map(mark, list(inputs))), labels
 
@@ -1207,13 +1215,10 @@ def _resized(inputs: Sequence[Any], spatial: Sequence[int], sizes: Mapping[str, 
         nonlocal count
         if not isinstance(value, torch.Tensor):
             return value
-        dims = sorted({d % value.dim() for d in spatial if -value.dim() <= d < value.dim()})
-        names = _SPATIAL_NAMES.get(len(dims), tuple(f"S{i}" for i in range(len(dims))))
-        suffix = f"_{count}" if count else ""
-        count += 1
         shape = list(value.shape)
-        for d, name in zip(dims, names, strict=True):
-            shape[d] = sizes.get(name + suffix, shape[d])
+        for d, label in _spatial_labels(value, spatial, count):
+            shape[d] = sizes.get(label, shape[d])
+        count += 1
         return torch.empty(shape, dtype=value.dtype, device="meta")
 
     return tuple(tree_map(resize, list(inputs)))

@@ -4,7 +4,7 @@ explain each edge of the domain."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from torch import fx
@@ -124,9 +124,15 @@ class SizeAnalysis:
 
     def first_failure(self, env: dict[str, int]) -> Constraint | None:
         """The first constraint, in graph order, that the sizes in `env` violate."""
+        # Past a call without a size rule a constraint is a guess: it never breaks.
+        return self._first_violated(env, lambda c: not c.opaque and c.node not in self.tainted)
+
+    def _first_violated(
+        self, env: dict[str, int], counts: Callable[[Constraint], bool]
+    ) -> Constraint | None:
         ev = Evaluator(env)
         for c in self.constraints:
-            if c.opaque or c.node in self.tainted:  # past a call without a size rule: a guess
+            if not counts(c):
                 continue
             try:
                 if not c.holds(ev):
@@ -229,16 +235,8 @@ class SizeAnalysis:
         env = self.env_at(axis, n)
         if not bound:
             return self.first_failure(env)
-        ev, limiting = Evaluator(env), set(self.attribution.bound)
-        for c in self.constraints:
-            if c.node not in limiting or c.opaque:
-                continue
-            try:
-                if not c.holds(ev):
-                    return c
-            except Unknown:
-                continue
-        return None
+        limiting = set(self.attribution.bound)
+        return self._first_violated(env, lambda c: c.node in limiting and not c.opaque)
 
     def message(self, c: Constraint, env: dict[str, int]) -> str:
         ev = Evaluator(env)
