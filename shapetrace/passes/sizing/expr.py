@@ -136,35 +136,75 @@ class Unknown(Exception):
 
 Mono = tuple[Atom, ...]
 
+_NO_VARS: frozenset[str] = frozenset()
+
 
 class Poly:
-    """An integer polynomial over atoms, kept canonical: sorted monomials, no zero terms."""
+    """An integer polynomial over atoms, kept canonical: sorted monomials, no zero terms.
 
-    __slots__ = ("_hash", "const", "key", "opaque", "terms", "vars")
+    Polynomials are built by the thousand per analysis, most of them steps of a longer formula
+    (`size + before + after - ...`): the canonical text `key` is rendered only when asked for,
+    equality and hashing compare the canonical terms themselves, and sums and products with a
+    constant reuse the terms, variables and opacity they already have."""
+
+    __slots__ = ("_hash", "_key", "const", "opaque", "terms", "vars")
+
+    terms: tuple[tuple[Mono, int], ...]
+    const: int
+    vars: frozenset[str]
+    opaque: bool
 
     def __init__(self, terms: dict[Mono, int] | None = None, const: int = 0) -> None:
-        items = sorted(((m, c) for m, c in (terms or {}).items() if c), key=_mono_key)
-        self.terms: tuple[tuple[Mono, int], ...] = tuple(items)
         self.const = const
-        self.key = _render(self.terms, const)
-        self._hash = hash(self.key)
+        self._key: str | None = None
+        self._hash: int | None = None
+        if not terms:
+            self.terms, self.vars, self.opaque = (), _NO_VARS, False
+            return
+        items = sorted(((m, c) for m, c in terms.items() if c), key=_mono_key)
+        self.terms = tuple(items)
         self.vars = frozenset().union(*(a.vars for m, _ in items for a in m))
         self.opaque = any(a.opaque for m, _ in items for a in m)
 
     @staticmethod
+    def _made(
+        terms: tuple[tuple[Mono, int], ...], const: int, vars: frozenset[str], opaque: bool
+    ) -> Poly:
+        """A polynomial from terms already canonical, with their variables and opacity."""
+        p = Poly.__new__(Poly)
+        p.terms, p.const, p.vars, p.opaque = terms, const, vars, opaque
+        p._key = p._hash = None
+        return p
+
+    @staticmethod
     def of(value: int | Poly) -> Poly:
-        return value if isinstance(value, Poly) else Poly(None, int(value))
+        if isinstance(value, Poly):
+            return value
+        return Poly._made((), int(value), _NO_VARS, False)
 
     @staticmethod
     def atom(atom: Atom) -> Poly:
-        return Poly({(atom,): 1})
+        return Poly._made((((atom,), 1),), 0, atom.vars, atom.opaque)
+
+    @property
+    def key(self) -> str:
+        """The canonical text: equal formulas have equal keys."""
+        key = self._key
+        if key is None:
+            key = self._key = _render(self.terms, self.const)
+        return key
 
     def __hash__(self) -> int:
-        return self._hash
+        h = self._hash
+        if h is None:
+            h = self._hash = hash((self.terms, self.const))
+        return h
 
     def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
         if isinstance(other, Poly):
-            return self is other or self.key == other.key
+            return self.const == other.const and self.terms == other.terms
         return False
 
     def __repr__(self) -> str:
@@ -175,7 +215,12 @@ class Poly:
         return not self.terms
 
     def __add__(self, other: int | Poly) -> Poly:
-        other = Poly.of(other)
+        if not isinstance(other, Poly):
+            return Poly._made(self.terms, self.const + int(other), self.vars, self.opaque)
+        if not other.terms:
+            return Poly._made(self.terms, self.const + other.const, self.vars, self.opaque)
+        if not self.terms:
+            return Poly._made(other.terms, self.const + other.const, other.vars, other.opaque)
         terms = dict(self.terms)
         for mono, coef in other.terms:
             terms[mono] = terms.get(mono, 0) + coef
@@ -184,16 +229,35 @@ class Poly:
     __radd__ = __add__
 
     def __neg__(self) -> Poly:
-        return Poly({m: -c for m, c in self.terms}, -self.const)
+        # Negating keeps the order of the monomials (it does not depend on coefficients).
+        return Poly._made(
+            tuple((m, -c) for m, c in self.terms), -self.const, self.vars, self.opaque
+        )
 
     def __sub__(self, other: int | Poly) -> Poly:
-        return self + (-Poly.of(other))
+        if not isinstance(other, Poly):
+            return Poly._made(self.terms, self.const - int(other), self.vars, self.opaque)
+        return self + (-other)
 
     def __rsub__(self, other: int | Poly) -> Poly:
         return Poly.of(other) - self
 
+    def _scaled(self, k: int) -> Poly:
+        if not k:
+            return Poly._made((), 0, _NO_VARS, False)
+        if k == 1:
+            return self
+        return Poly._made(
+            tuple((m, c * k) for m, c in self.terms), self.const * k, self.vars, self.opaque
+        )
+
     def __mul__(self, other: int | Poly) -> Poly:
-        other = Poly.of(other)
+        if not isinstance(other, Poly):
+            return self._scaled(int(other))
+        if not other.terms:
+            return self._scaled(other.const)
+        if not self.terms:
+            return other._scaled(self.const)
         terms: dict[Mono, int] = {}
         left = [*self.terms, ((), self.const)]
         right = [*other.terms, ((), other.const)]
