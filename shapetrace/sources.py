@@ -187,6 +187,13 @@ def _build_on_meta(make: Callable[[], Any], own_errors: list[BaseException]) -> 
     value, or mixing meta with real tensors), build on CPU with parameters moved to meta."""
     from shapetrace.passes.shapes import MetaWatch
 
+    try:
+        with torch.device("meta"), _no_weight_init():
+            return make()
+    except Exception:
+        pass
+    # Only a failed build pays for the watch (every aten op through Python, a third of the
+    # build's time): the build runs again under it, to learn whether meta is to blame.
     watch = MetaWatch()
     try:
         with torch.device("meta"), watch, _no_weight_init():
