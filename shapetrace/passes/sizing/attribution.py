@@ -61,6 +61,7 @@ class _Attributor:
             others = {k: v for k, v in analysis.reference.items() if k not in axes}
             self.directions.append(Solver(axes, others))
         self._allowed: dict[tuple[int, str], IntSet | None] = {}
+        self._segments_of: dict[int, tuple[IntSet, list[tuple[int, int | None, int]]]] = {}
         left = {c.key for c in analysis.left_out}
         self.by_node: dict[fx.Node, list[Constraint]] = {}
         self.inexact: list[fx.Node] = []
@@ -81,10 +82,17 @@ class _Attributor:
             return Attribution(inexact=self.inexact)
         base = self.solve([])
         # Nodes whose every constraint holds wherever sizes are not negative (a padded
-        # convolution, a residual add of equal maps) never limit anything.
-        candidates = [
-            n for n, group in self.by_node.items() if any(not self.holds(c, base) for c in group)
-        ]
+        # convolution, a residual add of equal maps) never limit anything. Many nodes share
+        # a constraint (every padded 3x3 conv on one map size): each is checked once.
+        held: dict[str, bool] = {}
+
+        def limits(c: Constraint) -> bool:
+            found = held.get(c.key)
+            if found is None:
+                found = held[c.key] = self.holds(c, base)
+            return not found
+
+        candidates = [n for n, group in self.by_node.items() if any(limits(c) for c in group)]
         everything = _key(self.solve([c for n in candidates for c in self.by_node[n]]))
         kept = list(candidates)
         for node in reversed(candidates):
@@ -121,9 +129,18 @@ class _Attributor:
             allowed = self.allowed(i, c)
             if allowed is None:
                 return False
-            if sizes.intersect(allowed).segments() != sizes.segments():
+            if sizes.intersect(allowed).segments() != self._segments(sizes):
                 return False
         return True
+
+    def _segments(self, sizes: IntSet) -> list[tuple[int, int | None, int]]:
+        """`sizes.segments()`, computed once per set (the set is kept, so its id stays its
+        own)."""
+        found = self._segments_of.get(id(sizes))
+        if found is None:
+            found = (sizes, sizes.segments())
+            self._segments_of[id(sizes)] = found
+        return found[1]
 
     def allowed(self, i: int, c: Constraint) -> IntSet | None:
         """The sizes along direction `i` at which `c` holds (None: not quasi-linear)."""
@@ -174,14 +191,17 @@ def _key(domain: Domain) -> tuple[list[tuple[int, int | None, int]], ...]:
 
 def nonnegative_sizes(analysis: SizeAnalysis) -> list[Constraint]:
     """Every varying size of every node, at least 0, once per formula."""
-    found: dict[str, Constraint] = {}
+    # Keyed by the size itself: `d >= 0` has the key of `d`, so one constraint is built per
+    # formula rather than per dim of every node.
+    found: dict[Poly, Constraint] = {}
+    zero = Poly.of(0)
+    tainted = analysis.tainted
     for node, value in analysis.prop.values.items():
-        if node in analysis.tainted:
+        if node in tainted:
             continue
         for t in flat_args(value):
             for d in t.shape:
-                if d.opaque or not (d.vars - {BATCH}):
+                if d in found or d.opaque or not (d.vars - {BATCH}):
                     continue
-                c = Constraint(node, "min", d, ">=", Poly.of(0), no_message)
-                found.setdefault(c.key, c)
+                found[d] = Constraint(node, "min", d, ">=", zero, no_message)
     return list(found.values())
