@@ -9,13 +9,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_sizing import UNet
+from torch import nn
 
 from shapetrace.cli.sweep import run as run_sweep
 from shapetrace.domain import in_domain
 from shapetrace.errors import UsageError
-from shapetrace.tasks.sweep import parse_sizes, spatial_sizes
+from shapetrace.tasks.runner import SizeRunner
+from shapetrace.tasks.sweep import parse_sizes, spatial_sizes, sweep
 
 SIZES = ("--sizes", "160:256:16")
 TINY = str(Path(__file__).parent / "data" / "user_models.py") + ":TinyNet"
@@ -121,3 +125,45 @@ def test_markdown_and_json_files_and_exit_0_when_every_size_is_accepted(tmp_path
     for target in ("sweep.svg", "missing/sweep.json"):  # no such format; no such folder
         with pytest.raises(UsageError):
             run_sweep([TINY, "--sizes", "32", "--input", "1x3x32x32", "-o", str(tmp_path / target)])
+
+
+def _unet() -> nn.Module:
+    return UNet(levels=4, in_channels=1, width=2).eval()
+
+
+@pytest.mark.parametrize(
+    ("model", "base", "sizes"),
+    [
+        # Below 193 the 7x7 pool breaks; above 224 fc_layer gets too many features.
+        ("codereview_resnet50", None, [32, 100, 192, 193, 224, 225, 256, 448, 4096]),
+        # Skip concatenations: multiples of 16 only; a size below 16 breaks in a pool.
+        (_unet, "1x1x64x48", [1, 8, 15, 16, 17, 40, 48, 64]),
+        # torch._assert on the image size: the message quotes the size it got.
+        ("vit_b_16", None, [16, 223, 224, 240]),
+    ],
+    ids=["codereview", "unet", "vit"],
+)
+def test_each_swept_size_gets_the_verdict_and_reason_of_every_pass_run_at_that_size(
+    model: Any, base: str | None, sizes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweep answers a rejected size from its breaking node alone; the whole shape pass
+    # (`_shapes_failure`) is only the fallback, and is not needed for these models.
+    whole_pass: list[Any] = []
+    shapes_failure = SizeRunner._shapes_failure
+    monkeypatch.setattr(
+        SizeRunner,
+        "_shapes_failure",
+        lambda self, *args: whole_pass.append(args) or shapes_failure(self, *args),
+    )
+    spec = model() if callable(model) else model
+    result = sweep(spec, [(n,) for n in sizes], base)
+    # Independent of the formulas: every pass at each size, as `check` runs its first size.
+    runner = SizeRunner(spec)
+    lead = (base or "1x3x224x224").split("x")[:-2]
+    rejected = 0
+    for row, n in zip(result.rows, sizes, strict=True):
+        whole = runner.run("x".join([*lead, str(n), str(n)]))[1]
+        assert row.result == whole, n
+        rejected += not whole.accepted
+    assert whole_pass == []
+    assert rejected >= 3
