@@ -39,3 +39,57 @@ def test_adaptive_pool_shortcut_equals_the_real_kernel(module: nn.Module, shape:
 def test_malformed_or_other_pools_go_to_the_real_kernel(module: nn.Module, shape: tuple) -> None:
     x = torch.empty(shape, device="meta")
     assert _adaptive_pool_shape(module, (x,), {}) is None
+
+
+class _Residual(nn.Module):
+    """Conv, batch norm and residual sums: the nodes the shape pass runs without a kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+        self.proj = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn(self.conv(x)))
+        z = y + self.proj(x)  # two maps with an autograd history
+        w = torch.add(z, self.bn(z))  # one with, one without
+        s = x + x  # neither has one
+        t = z + z.permute(0, 1, 3, 2)  # a transposed operand: the real kernel
+        return w + t + s.sum()
+
+
+def test_shortcut_values_have_the_real_kernels_metadata() -> None:
+    """Shape, dtype, strides (and for sums, autograd state) of every value match a plain meta
+    run."""
+    from torch import fx
+
+    from shapetrace.passes.shapes import propagate
+
+    model = _Residual().to("meta").eval()
+    gm = fx.symbolic_trace(model)
+    x = torch.empty(2, 3, 8, 8, device="meta")
+    ours = propagate(gm, [x], {}, {}).values
+    real: dict[fx.Node, torch.Tensor] = {}
+
+    class Plain(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> object:
+            value = super().run_node(n)
+            real[n] = value
+            return value
+
+    Plain(gm).run(x)
+    assert ours.keys() == real.keys()
+    for node, value in real.items():
+        mine = ours[node]
+        if not isinstance(value, torch.Tensor):
+            continue
+        assert (mine.shape, mine.dtype, mine.stride(), mine.device) == (
+            value.shape,
+            value.dtype,
+            value.stride(),
+            value.device,
+        ), node.name
+        if node.op == "call_function":  # shape-preserving modules give values without one
+            assert mine.requires_grad == value.requires_grad, node.name
