@@ -15,6 +15,7 @@ from shapetrace.passes.sizing.coupling import Combination, Coupling, coupled
 from shapetrace.passes.sizing.expr import Evaluator, Mono, Poly, Sym, Unknown
 from shapetrace.passes.sizing.formulas import FormulaWriter, factor
 from shapetrace.passes.sizing.intset import IntSet
+from shapetrace.passes.sizing.paths import Paths
 from shapetrace.passes.sizing.propagate import Propagator
 from shapetrace.passes.sizing.solver import LIMIT, Solver
 from shapetrace.passes.sizing.tensors import BATCH, KIND_TEXT, Constraint, flat_args
@@ -51,12 +52,22 @@ class SizeAnalysis:
         # What no rule decides; then `sets` holds only what is proven (the analysed size, if
         # it ran) and `possible` the sizes the rules that are known leave possible.
         self.open = self._open()
+        self.guard_sites: dict[str, str] = {}  # guard text -> `file:line` that asked it
         self.possible = dict(self.sets)
         if self.open:
             ran = context.report.failure is None and self.first_failure(self.env0) is None
             for axis in self.axes:
                 n = self.reference[axis]
                 self.sets[axis] = IntSet.interval(n, n) if ran else IntSet.empty()
+        elif context.capture.symbolic is not None and self.prop.exported is not None:
+            # The graph of a capture by torch.export is the model's only where its guards
+            # hold: elsewhere the sizes are another path's, known only as far as the
+            # capture's other paths and its checks tell.
+            paths = Paths(context.capture.symbolic, self.prop.exported, self.reference)
+            for axis in self.axes:
+                self.sets[axis], self.possible[axis] = paths.sets(axis, self.sets[axis])
+            self.open = paths.questions(self)
+            self.guard_sites = paths.sites
         # The sizes each axis's own constraints allow, whatever the other axes: at the
         # reference batch (`own`, where coupled constraints pick their combinations) and at
         # any batch (`free`, where formulas may be simplified).

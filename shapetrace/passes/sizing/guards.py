@@ -10,13 +10,13 @@ sizes, a guard no operator spells, data-dependent sizes) is listed in `domain["o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 from shapetrace.passes import PassContext
 from shapetrace.passes.sizing.domain import SizeAnalysis
 from shapetrace.passes.sizing.expr import Poly
+from shapetrace.passes.sizing.paths import question, where_text
 from shapetrace.passes.sizing.tensors import Message
 
 
@@ -43,13 +43,17 @@ def _said(text: str) -> Message:
 
 
 def open_questions(context: PassContext) -> None:
-    """`domain["open"]`: what the capture's guards leave unknown, one entry per question."""
+    """`domain["open"]`: what the capture's guards leave unknown, one entry per question (the
+    domain lists those that leave sizes unknown already)."""
     symbolic = context.capture.symbolic
     report = context.report
     if symbolic is None or report.domain is None:
         return
+    listed = {entry.get("guard") for entry in report.domain.get("open") or []}
     found: list[dict[str, Any]] = []
     for guard in symbolic.guards:
+        if guard.text in listed:
+            continue
         entry = _question(symbolic, guard)
         if entry is not None:
             found.append(entry)
@@ -66,29 +70,10 @@ def open_questions(context: PassContext) -> None:
 
 
 def _question(symbolic: Any, guard: Any) -> dict[str, Any] | None:
-    where = _where(guard)
     if guard.kind == "path":
-        probe = guard.probe or {}
-        at = "x".join(str(v) for v in probe.values())
-        covered = [c for c in symbolic.alternatives if c.on_path(probe)]
-        if covered:
-            verdict = symbolic.accepts(probe)
-            taken = {True: "accepted", False: "rejected", None: "undecided"}[verdict]
-            reason = (
-                f"where {guard.text} fails the model takes another path ({where}), captured "
-                f"too: {at} is {taken} there"
-            )
-        else:
-            reason = (
-                f"where {guard.text} fails the model takes another path ({where}), not "
-                "captured: sizes there are unknown"
-            )
-    elif guard.kind == "rejects" and guard not in symbolic.checks.values():
-        reason = f"the model rejects sizes where {guard.text} fails ({where}); not followed"
-    elif guard.kind == "unknown":
-        cause = f": {guard.message}" if guard.message else ""
-        reason = f"sizes where {guard.text} fails could not be tried on meta ({where}){cause}"
-    elif guard.kind == "data" and getattr(guard, "assumed", False):
+        return question(symbolic, guard)
+    where = where_text(guard)
+    if guard.kind == "data" and getattr(guard, "assumed", False):
         reason = (
             f"assumed {guard.text}: the model branches on a size that depends on tensor values "
             f"({where}); the capture took the branch for a non-empty size, the other is not "
@@ -101,15 +86,9 @@ def _question(symbolic: Any, guard: Any) -> dict[str, Any] | None:
     return {"node": guard.module or "", "guard": guard.text, "reason": reason}
 
 
-def _where(guard: Any) -> str:
-    loc = f"{os.path.basename(guard.file)}:{guard.line}" if guard.file else "?"
-    code = f" `{guard.code}`" if guard.code else ""
-    return f"{loc}{code}"
-
-
 def _rejection(guard: Any) -> str:
     said = f': "{guard.message}"' if guard.message else ""
-    return f"the model's own check at {_where(guard)} rejects other sizes{said}"
+    return f"the model's own check at {where_text(guard)} rejects other sizes{said}"
 
 
 __all__ = ["open_questions", "quote_guards"]

@@ -8,6 +8,7 @@ lists itself as `(lo, hi_or_None, step)` progressions for the report.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 KRanges = list[tuple[int, int | None]]  # disjoint sorted ranges of k >= 0; None: unbounded
@@ -38,6 +39,21 @@ def _k_union(a: KRanges, b: KRanges) -> KRanges:
         else:
             out.append((lo, hi))
     return out
+
+
+def _k_complement(ranges: Sequence[tuple[int, int | None]], low: int, high: int | None) -> KRanges:
+    """The k in [low, high] (high None: unbounded) outside `ranges`."""
+    out: KRanges = []
+    start: int | None = low
+    for lo, hi in ranges:
+        if start is not None and lo > start:
+            out.append((start, lo - 1 if high is None else min(lo - 1, high)))
+        start = None if hi is None else max(start or 0, hi + 1)
+        if start is None:
+            break
+    if start is not None and (high is None or start <= high):
+        out.append((start, high))
+    return [(lo, hi) for lo, hi in out if hi is None or lo <= hi]
 
 
 def _k_shift(ranges: KRanges, shift: int, scale: int) -> KRanges:
@@ -138,6 +154,14 @@ class IntSet:
         prefix = _n_union(a.prefix, b.prefix)
         classes = [_k_union(x, y) for x, y in zip(a.classes, b.classes, strict=True)]
         return IntSet(a.base, prefix, a.period, classes).simplify()
+
+    def complement(self) -> IntSet:
+        """The positive integers not in the set."""
+        prefix = _k_complement(self.prefix, 1, self.base - 1)
+        classes = [_k_complement(ranges, 0, None) for ranges in self.classes]
+        return IntSet(
+            self.base, [(lo, hi) for lo, hi in prefix if hi is not None], self.period, classes
+        )
 
     def simplify(self) -> IntSet:
         """Shrink the period when the residue classes repeat with a shorter one."""

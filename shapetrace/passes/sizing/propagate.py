@@ -16,6 +16,7 @@ from torch import fx, nn
 from shapetrace import ops
 from shapetrace.passes import PassContext
 from shapetrace.passes.shapes import op_label
+from shapetrace.passes.sizing.exported import NoFormula, SizeNames
 from shapetrace.passes.sizing.expr import Evaluator, Opaque, Poly, Sym, Unknown, poly_max
 from shapetrace.passes.sizing.rules import FAMILY_RULES
 from shapetrace.passes.sizing.tensors import (
@@ -50,6 +51,9 @@ class Propagator:
         self.node: fx.Node = next(iter(self.gm.graph.nodes))
         self.axes, self.input_node, self.env0 = self._layout()
         self.ev0 = Evaluator(self.env0)
+        symbolic = capture.symbolic
+        # A capture by torch.export knows every node's sizes as formulas in H, W.
+        self.exported = SizeNames(symbolic, self.axes) if symbolic is not None else None
 
     # -- setup --------------------------------------------------------------------------
     def _layout(self) -> tuple[tuple[str, ...], fx.Node | None, dict[str, int]]:
@@ -135,17 +139,27 @@ class Propagator:
         return FAMILY_RULES[call.family](self, call)
 
     def _fallback(self, node: fx.Node, args: Any, kwargs: Any, exc: BaseException) -> Any:
-        """Observed shapes for a call without a rule: exact when no input size varies,
-        otherwise an elementwise guess or opaque sizes, noted in the domain's bounds."""
+        """Sizes for a call without a rule: in a capture by torch.export, the export's own
+        formulas (exact, and its guards cover where the op is valid); otherwise the observed
+        shapes, exact when no input size varies, else an elementwise guess or opaque sizes,
+        noted in the domain's bounds."""
         tensors = flat_args((args, kwargs))
         observed = self.observed.get(node)
+        exported, why = self._exported(node)
+        if why is None:
+            return exported
         varying = any(d.vars - {BATCH} for t in tensors for d in t.shape) or any(
             isinstance(v, Poly) and v.vars - {BATCH} for v in _flat_scalars((args, kwargs))
         )
         if not varying and observed is not None:
             return self._constant(observed)
-        what = str(exc) if isinstance(exc, Unsupported) else f"{type(exc).__name__}: {exc}"
-        self.unruled.append((node, f"no size rule for {what}", _unknown(node, self.gm)))
+        op = _unknown(node, self.gm)
+        # A rule's own error (an index out of range, a type it does not take) is no reason
+        # a user can act on: the call is named as one the rules do not cover.
+        what = str(exc) if isinstance(exc, Unsupported) else f"{op} called this way"
+        if why:
+            what = f"{what} ({why})"
+        self.unruled.append((node, f"no size rule for {what}", op))
         if (
             isinstance(observed, torch.Tensor)
             and tensors
@@ -155,6 +169,16 @@ class Propagator:
             return tensors[0]
         self.notes.append((node, f"no size rule for {what}; sizes after it are not followed"))
         return self._opaque(observed, self.names.get(node, node.name))
+
+    def _exported(self, node: fx.Node) -> tuple[Any, str | None]:
+        """The node's value from the export's metadata, and None; or why there is none ("" in
+        a graph not captured by torch.export)."""
+        if self.exported is None or "val" not in node.meta:
+            return None, ""
+        try:
+            return self.exported.value(node.meta["val"]), None
+        except NoFormula:
+            return None, f"its size {_printed(node.meta['val'])} has no exact formula"
 
     def _opaque(self, value: Any, label: str) -> Any:
         if isinstance(value, torch.Tensor):
@@ -332,6 +356,15 @@ def _unknown(node: fx.Node, gm: fx.GraphModule) -> str:
     if node.op == "call_method":
         return f"Tensor.{node.target}"
     return op_label(node)
+
+
+def _printed(val: Any) -> str:
+    """A value's sizes as the export wrote them."""
+    if isinstance(val, torch.Tensor):
+        return "(" + ", ".join(str(d) for d in val.shape) + ")"
+    if isinstance(val, (list, tuple)):
+        return "[" + ", ".join(_printed(v) for v in val) + "]"
+    return str(val)
 
 
 def _lookup(root: nn.Module, target: str) -> Any:

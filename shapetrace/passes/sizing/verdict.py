@@ -434,20 +434,39 @@ class Verdict:
         return "Some sizes couple the axes; see the domain's bounds."
 
     def unknown(self) -> str:
-        """The domain where a call without a size rule leaves it open: the analysed size (if
-        it ran), then what is unknown and why, then what the known rules still exclude."""
+        """The domain where a call without a size rule, or a capture's guard, leaves it open:
+        the sizes proven (the analysed size, if it ran, when an op has no rule), then what is
+        unknown and why, then what the known rules and checks still exclude."""
         axes = self.a.axes
         at = "x".join(str(self.a.reference[a]) for a in axes)
         ran = all(not self.a.sets[a].is_empty() for a in axes)
-        lead = f"Accepts {at}" if ran else f"No size is known to be accepted ({at} is not)"
+        single = all(self.a.sets[a].segments() == [(self.a.reference[a],) * 2 + (1,)] for a in axes)
+        if single or not ran:
+            lead = f"Accepts {at}" if ran else f"No size is known to be accepted ({at} is not)"
+        else:
+            lead = f"A{self.accepts()[1:]} (each axis with the others at {at})"
         by_op: dict[str, list[str]] = {}
+        by_line: dict[str, list[str]] = {}
         causes = []
         for entry in self.a.open:
             op = entry.get("op")
-            if op is None:
-                causes.append(f"{entry['node']} has {entry['reason']}")
+            if "guard" in entry:
+                site = self.a.guard_sites.get(entry["guard"], entry["node"] or "?")
+                by_line.setdefault(site, []).append(entry["guard"])
+            elif op is None:
+                node = entry["node"]
+                causes.append(f"{node} has {entry['reason']}" if node else entry["reason"])
             else:
                 by_op.setdefault(op, []).append(entry["node"])
+        if by_line:
+            sites = ", ".join(by_line)
+            count = sum(len(g) for g in by_line.values())
+            guards = "its guard" if count == 1 else f"its {count} guards"
+            causes.insert(
+                0,
+                f"the captured graph is the model's only where {guards} at {sites} "
+                f"{'holds' if count == 1 else 'hold'} (see the domain's open)",
+            )
         for op, nodes in by_op.items():
             if len(nodes) > 1:
                 causes.append(f"{op} ({len(nodes)} nodes, first {nodes[0]}) has no size rule")
@@ -460,7 +479,8 @@ class Verdict:
             known = " and ".join(f"{a} {t}" for a, t in texts.items())
             if len(set(texts.values())) == 1:
                 known = f"{', '.join(axes)} {texts[axes[0]]}"
-            text += f" The ops with size rules allow at most {known}."
+            who = "The known size rules and checks" if by_line else "The ops with size rules"
+            text += f" {who} allow at most {known}."
         return text
 
     def text(self, report_failure: Failure | None) -> str:
