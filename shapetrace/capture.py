@@ -8,7 +8,6 @@ module was reached, so a module shared by several parents shows up inside each o
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections import Counter
@@ -127,15 +126,6 @@ class _NamingTracer(fx.Tracer):
         self.control_flow: BaseException | None = None
         self.own_error: BaseException | None = None
 
-    @contextlib.contextmanager
-    def _own_code(self) -> Iterator[None]:
-        """Marks an error in this tracer's bookkeeping as shapetrace's, not the model's."""
-        try:
-            yield
-        except Exception as exc:
-            self.own_error = exc
-            raise
-
     def to_bool(self, obj: fx.Proxy) -> bool:
         try:
             return super().to_bool(obj)
@@ -166,17 +156,23 @@ class _NamingTracer(fx.Tracer):
         self, m: nn.Module, forward: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         name = self.path_of_module(m)
-        with self._own_code():
+        # An error in this bookkeeping is shapetrace's, not the model's: it is kept in
+        # `own_error` (inline, not a context manager: this runs for every module call).
+        try:
             site = self._site_of(m, name)
             saved = (self._scope_name, self._scope_site, self._scope_module)
             self._scope_name, self._scope_site, self._scope_module = name, site, m
             self.called.add(id(m))
             self.calls[site] += 1
+        except Exception as exc:
+            self.own_error = exc
+            raise
         try:
             if self.is_leaf_module(m, name):
                 # A layer kept whole runs its children inside its own forward (MultiheadAttention
                 # reads out_proj's weights without calling it): they are used, not dead.
-                self.called.update(id(child) for child in m.modules())
+                if m._modules:
+                    self.called.update(id(child) for child in m.modules())
                 out = self.create_proxy("call_module", name, args, kwargs)
             else:
                 out = forward(*args, **kwargs)
@@ -190,9 +186,12 @@ class _NamingTracer(fx.Tracer):
             self._scope_name, self._scope_site, self._scope_module = saved
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
-        with self._own_code():
+        try:
             if isinstance(attr_val, torch.Tensor):
                 self.used_tensors.add(id(attr_val))
+        except Exception as exc:  # shapetrace's error, not the model's
+            self.own_error = exc
+            raise
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_node(  # type: ignore[override]
@@ -208,13 +207,16 @@ class _NamingTracer(fx.Tracer):
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if kind == "output":
             return node
-        with self._own_code():
+        try:
             if kind == "get_attr" and isinstance(target, str):
                 tensor = _lookup(self.root, target)
                 if isinstance(tensor, torch.Tensor):
                     self.used_tensors.add(id(tensor))
             self.names[node] = self._qualname(node)
             self.sites[node] = self._scope_site
+        except Exception as exc:  # shapetrace's error, not the model's
+            self.own_error = exc
+            raise
         return node
 
     def _qualname(self, node: fx.Node) -> str:
