@@ -299,3 +299,37 @@ def test_squeeze_of_a_spatial_dim_holds_exactly_where_the_dim_is_one(height: int
     assert report.domain["H"] == [[8, 8]] and report.domain["W"] == [[1, None]]
     assert_domain_matches(model.to("meta"), report, range(1, 41), (1, None, 5))
     assert report.node("fc").shape_formula == ["N", "W", "5"]
+
+
+class FirstRow(nn.Module):
+    """`unbind(2)[0]`: the first row of the map only; a model unpacking every row
+    (`top, bottom = x.unbind(2)`) needs exactly that many, one reading the first does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        row = self.conv(x).unbind(2)[1]
+        return row * 2
+
+
+class TwoRows(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = self.conv(x).unbind(2)
+        return top + bottom
+
+
+def test_unbind_read_by_index_needs_only_the_pieces_read() -> None:
+    report = shapetrace.analyze(FirstRow(), "1x1x10x10")
+    assert report.domain is not None
+    assert report.domain["H"] == [[4, None]] and report.domain["W"] == [[3, None]]
+    assert_domain_matches(FirstRow().to("meta"), report, range(1, 31), (1, 2, None))
+    two = shapetrace.analyze(TwoRows(), "1x1x4x10")
+    assert two.domain is not None
+    assert two.domain["H"] == [[4, 4]] and two.domain["W"] == [[3, None]]
+    assert_domain_matches(TwoRows().to("meta"), two, range(1, 31), (1, 2, None))

@@ -4,10 +4,12 @@ indexing, splits, concatenations, expands and repeats."""
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import fx
 
 from shapetrace.ops import Call, Family
 from shapetrace.passes.sizing.expr import Poly, Unknown, poly_max, poly_min
@@ -348,8 +350,21 @@ def _split_family(p: Propagator, call: Call) -> Any:
     name, axis = p.name, p.axis_of(x, d)
     if call.name == "unbind":
         count = _pieces_seen(p, size)
-        p.equal_sizes(size, Poly.of(count), f"unbind into {count} pieces along {axis}")
         part = STensor((*x.shape[:d], *x.shape[d + 1 :]), (*x.axes[:d], *x.axes[d + 1 :]))
+        read = _indices_read(p.node)
+        if read is not None and read < count:
+            # `x.unbind(1)[0]`: only the first pieces are read (an unpacking reads them all),
+            # so any size giving that many pieces will do.
+            p.require(
+                "min",
+                size,
+                ">=",
+                read,
+                say(f"{name}: unbind along {axis} gives fewer than the {read} pieces read: ", size),
+                need=read,
+            )
+        else:
+            p.equal_sizes(size, Poly.of(count), f"unbind into {count} pieces along {axis}")
         return tuple(part for _ in range(count))
     if call.name == "tensor_split":
         pieces = _tensor_split(size, call.get("indices_or_sections"))
@@ -380,6 +395,18 @@ def _split_family(p: Propagator, call: Call) -> Any:
         else:
             pieces = _even_pieces(p, size, Poly.of(sizes), f"split({sizes}) along {axis}")
     return tuple(x.like([*x.shape[:d], k, *x.shape[d + 1 :]], x.axes) for k in pieces)
+
+
+def _indices_read(node: fx.Node) -> int | None:
+    """How many leading pieces of a split the graph reads, when it reads each by a constant
+    index `[i]`, i >= 0 (a negative index depends on their number); else None."""
+    indices = []
+    for user in node.users:
+        index = user.args[1] if user.target is operator.getitem and len(user.args) > 1 else None
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            return None
+        indices.append(index)
+    return max(indices) + 1 if indices else None
 
 
 def prod_sum(values: Sequence[Poly]) -> Poly:
