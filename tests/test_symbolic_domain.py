@@ -80,6 +80,21 @@ class Window(nn.Module):
         return F.avg_pool2d(y, min(7, y.shape[-1]))
 
 
+class Kron(nn.Module):
+    """`torch.kron` decomposes into reshapes that pin the map's sizes: the export fixes H and
+    W, so its graph is the model's at the captured size alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.register_buffer("one", torch.ones(1, 1, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 8:
+            raise ValueError("at least 8 wide")
+        return F.max_pool2d(torch.kron(self.conv(x), self.one), 4)
+
+
 def _runs(cls: type[nn.Module], h: int, w: int) -> bool:
     with torch.device("meta"):
         model = cls().eval()
@@ -155,6 +170,16 @@ def test_a_window_chosen_from_the_map_is_not_claimed_beyond_its_path() -> None:
     assert [_runs(Window, 64, w) for w in (2, 3, 14)] == [False, True, True]
     assert "Eq(Min(7, (((W - 3)//2)) + 1), 7)" in {q.get("guard") for q in domain["open"]}
     assert report.verdict.startswith("Accepts every H, W >= 15 (each axis with the others at")
+
+
+def test_sizes_the_export_fixed_are_known_only_where_captured() -> None:
+    report = _report(Kron, 32)
+    domain = report.domain
+    assert domain["H"] == [[32, 32]] and domain["W"] == [[32, 32]]
+    assert domain["possible"] == {"H": [[1, None]], "W": [[1, None]]}
+    reasons = [q["reason"] for q in domain["open"]]
+    assert any(r.startswith("the export fixed H at 32") for r in reasons)
+    assert len(_brute_force(Kron, domain, 32)) == 2 * (len(SIZES) - 1)
 
 
 # -- pieces ------------------------------------------------------------------------------------

@@ -76,49 +76,65 @@ class Paths:
             if index == 0:
                 # The captured graph: its size rules, and the model's checks no rule spells.
                 checks = checks.both(Known.exact(rules))
+            ok = on.holds.intersect(checks.holds)
             pinned = names.pinned.get(axis)
             if pinned is not None:
-                on = on.both(Known(IntSet.interval(pinned, pinned), IntSet.empty()))
-            accepted = accepted.union(on.holds.intersect(checks.holds))
+                # The graph's sizes hold at the pinned size alone; the guards still say where
+                # the model rejects others (a second input fixing the size: `Eq(H, 64)`).
+                ok = ok.intersect(IntSet.interval(pinned, pinned))
+            accepted = accepted.union(ok)
             rejected = rejected.union(on.holds.intersect(checks.fails))
         possible = rejected.complement()
         self.unknown[axis] = possible.intersect(accepted.complement())
         return accepted, possible
 
     def questions(self, analysis: SizeAnalysis) -> list[dict[str, Any]]:
-        """One `open` entry per guard of the captured graph that leaves sizes unknown."""
+        """One `open` entry per guard (of the captured graph, then of the other paths
+        captured) that leaves sizes unknown, and per axis the export fixed."""
         out: list[dict[str, Any]] = []
-        root = self.symbolic
-        for axis, n in self.names.pinned.items():
-            unknown = self.unknown.get(axis)
-            if unknown is not None and not unknown.is_empty():
+        seen: set[str] = set()
+        for index, (capture, names) in enumerate(self.captures):
+            for axis, n in names.pinned.items():
+                unknown = self.unknown.get(axis)
+                if unknown is None or unknown.is_empty() or f"pinned {axis}" in seen:
+                    continue
+                seen.add(f"pinned {axis}")
                 reason = (
-                    f"the export fixed {axis} at {n} (a formula pins it), so its graph is the "
-                    f"model's only at {axis} = {n}: other sizes are unknown"
+                    f"the export fixed {axis} at {n} (the size is not symbolic in its graph), "
+                    f"so its graph is the model's only at {axis} = {n}: other sizes are unknown"
                 )
                 out.append({"node": "", "reason": reason})
-        for g in root.guards:
-            if g.kind not in _ON_PATH and g.kind != "rejects":
-                continue
-            leaves = False
-            how = "exact"
-            for axis in analysis.axes:
-                unknown = self.unknown.get(axis)
-                known = self._guards(0, axis).get(id(g))
-                if unknown is None or known is None:
+            for g in capture.guards:
+                if g.text in seen or (g.kind not in _ON_PATH and g.kind != "rejects"):
                     continue
-                if known.how != "exact":
-                    how = known.how
-                if g.kind == "rejects":
-                    unsure = known.holds.union(known.fails).complement()
-                else:
-                    unsure = known.holds.complement()
-                if not unknown.intersect(unsure).is_empty():
-                    leaves = True
-            if leaves:
-                out.append(question(root, g, how))
-                self.sites[g.text] = where_text(g).split(" ", 1)[0]
+                how = self._leaves_unknown(index, g, analysis.axes)
+                if how is not None:
+                    seen.add(g.text)
+                    out.append(question(self.symbolic, g, how))
+                    self.sites[g.text] = where_text(g).split(" ", 1)[0]
+        if not out and any(not u.is_empty() for u in self.unknown.values()):
+            out.append({"node": "", "reason": "sizes the captured paths leave undecided"})
         return out
+
+    def _leaves_unknown(self, index: int, g: Any, axes: tuple[str, ...]) -> str | None:
+        """How the guard was decided ("exact", "evaluated", "unnamed") if sizes where it
+        fails (or, for a check, where it is undecided) are unknown; else None."""
+        leaves = False
+        how = "exact"
+        for axis in axes:
+            unknown = self.unknown.get(axis)
+            known = self._guards(index, axis).get(id(g))
+            if unknown is None or known is None:
+                continue
+            if known.how != "exact":
+                how = known.how
+            if g.kind == "rejects":
+                unsure = known.holds.union(known.fails).complement()
+            else:
+                unsure = known.holds.complement()
+            if not unknown.intersect(unsure).is_empty():
+                leaves = True
+        return how if leaves else None
 
 
 def question(symbolic: Any, guard: Any, how: str = "exact") -> dict[str, Any]:
