@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import operator
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import fx, nn
+from torch._dispatch.python import enable_python_dispatcher
 
 from shapetrace import __version__
 from shapetrace.capture import Capture, TraceFailure, called_modules, trace
@@ -446,6 +448,8 @@ def _unused(
 
     if not train and not unused(this_called, this_used):
         return [], []  # the eval forward uses every module: no second trace needed
+    if symbolic and capture.symbolic.uncaptured is not None:
+        return [], []  # the capture ends before the forward does: no module is known dead
     if symbolic:
         other = _symbolic_called(model, capture.symbolic, training=not train)
         if other is None:
@@ -515,8 +519,15 @@ def _analyze_symbolic(
             )
     except SymbolicCaptureError:
         return _analyze_with_hooks(model, source, input_shape, failure, train)
-    with user_code("the model", "in forward (running it on meta tensors)"):
+    # Ops on data-dependent sizes run as export ran them: torch's Python decompositions keep
+    # such a size a symbol where a C++ kernel asks for its value (upsample on u0 detections).
+    with (
+        user_code("the model", "in forward (running it on meta tensors)"),
+        enable_python_dispatcher(),
+    ):
         report = _run_passes(model, captured.capture, specs, values, source, train)
+    if captured.uncaptured is not None:
+        _report_uncaptured(report, model, captured)
     if captured.rejected is not None and report.failure is None:
         # Captured at another size: the requested one is rejected by a check no guard spells.
         report.failure = Failure(
@@ -528,6 +539,51 @@ def _analyze_symbolic(
             kind="rejected",
         )
     return report
+
+
+def _report_uncaptured(report: Report, model: nn.Module, captured: Any) -> None:
+    """The call the symbolic capture stopped at, in the report: a row without a shape (its
+    `missing` says why), an entry in `domain["open"]`, and the verdict's first sentence."""
+    cut = captured.uncaptured
+    capture = captured.capture
+    reason = cut.reason
+    unreached = [
+        p
+        for p, m in params_pass.unused_modules(model, capture.called, capture.used_tensors)
+        if _owns_tensors(m)
+    ]
+    if unreached:
+        more = f" and {len(unreached) - 3} more" if len(unreached) > 3 else ""
+        reason += (
+            f"; {', '.join(unreached[:3])}{more} were not reached before it, so whether the "
+            "forward uses them is unknown"
+        )
+    missing = {"shape": reason, "macs": reason}
+    report.nodes.append(
+        Node(
+            name=cut.name,
+            op="call_function",
+            target=cut.function,
+            module=cut.module,
+            type=cut.function,
+            inputs=list(cut.inputs),
+            shape=None,
+            dtype=None,
+            missing=missing,
+        )
+    )
+    uncounted = report.totals.setdefault("uncounted", [])
+    if cut.function not in uncounted:
+        uncounted.append(cut.function)
+    if report.domain is not None:
+        report.domain.setdefault("open", []).append({"node": cut.name, "reason": reason})
+    where = f"{os.path.basename(cut.file)}:{cut.line}" if cut.file else "an unknown line"
+    lead = (
+        f"Captured up to {cut.name}, which {cut.cause} at {where} and is not captured: what it "
+        "and the rest of the forward compute is unknown, and what follows holds for the model "
+        "up to that call."
+    )
+    report.verdict = f"{lead} {report.verdict}" if report.verdict else lead
 
 
 def _bound_arguments(
@@ -577,6 +633,8 @@ def _symbolic_called(
         return None
     finally:
         model.train(was_training)
+    if other.uncaptured is not None:
+        return None  # that forward is captured only in part
     return other.capture.called, other.capture.used_tensors
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import io
 import linecache
 import logging
@@ -28,6 +29,7 @@ import operator
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -102,13 +104,45 @@ class Unbacked:
 
 
 @dataclass
+class Uncaptured:
+    """A call the capture left out: the export stopped inside it, so the graph ends at the
+    tensors handed to it (`inputs`, the graph's outputs) and what the call and the rest of the
+    forward do is unknown. `name` is its row's name (`transform.postprocess`), `function` its
+    qualified name, `module` the module path whose forward made the call (None for the model's
+    own), `called_at` that line (file:line); `file`, `line`, `code` the model's line where the
+    export stopped, and `cause` why, in words."""
+
+    name: str
+    function: str
+    module: str | None
+    called_at: str | None
+    file: str | None
+    line: int | None
+    code: str | None
+    cause: str
+    inputs: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        """One sentence for the report: what is not captured, why, and what that leaves."""
+        where = f"{os.path.basename(self.file)}:{self.line}" if self.file else "?"
+        code = f" `{self.code}`" if self.code else ""
+        return (
+            f"not captured: {self.function} ({self.name}) {self.cause} at {where}{code}; the "
+            "capture ends at the tensors passed to it, and what it and the rest of the forward "
+            "compute is unknown"
+        )
+
+
+@dataclass
 class SymbolicCapture:
     """An aten-level graph with symbolic spatial sizes, its `Capture` record, guards and
     unbacked symbols. `symbols` maps `H`, `W` (`H_1`, ... for further inputs) to the shape
     env's symbols; `sample` is the size captured at. `alternatives` are captures of the other
     paths found by probing `path` guards. `rejected` is what the model raised at the requested
     size when it was captured at another (`sample`); `inputs`, `spatial` and `images` are the
-    arguments it was captured with, for a capture of the other train/eval mode."""
+    arguments it was captured with, for a capture of the other train/eval mode. `uncaptured`
+    is the call the export could not follow, where the graph ends (see `Uncaptured`)."""
 
     capture: Capture
     exported: ExportedProgram
@@ -124,6 +158,7 @@ class SymbolicCapture:
     inputs: tuple[Any, ...] = ()
     spatial: tuple[int, ...] = ()
     images: bool = False
+    uncaptured: Uncaptured | None = None
 
     def on_path(self, sizes: Mapping[str, int]) -> bool:
         """Whether `sizes` take this capture's path (every `path` guard holds)."""
@@ -186,15 +221,23 @@ class _OverBudget(Exception):
     """The export ran past the capture's CPU-time budget."""
 
 
+class _TooManyUnbacked(_OverBudget):
+    """The export made more data-dependent sizes than the capture's limit."""
+
+
 def _caused_by_type(exc: BaseException, kind: type[BaseException]) -> bool:
+    return _cause_of_type(exc, kind) is not None
+
+
+def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, kind):
-            return True
+            return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
+    return None
 
 
 # -- capture ---------------------------------------------------------------------------------
@@ -340,9 +383,14 @@ def _capture_one(
     limits: _Limits | None = None,
 ) -> SymbolicCapture:
     dynamic, labels = _dynamic_shapes(inputs, spatial)
+    state = _CutState({id(m): p for p, m in model.named_modules()}, threading.get_ident())
+    # The patches below are process-wide (ShapeEnv's methods, `torch.tensor`, the model's
+    # namespaces): one export at a time.
     with (
-        _guard_sites(model) as sites,
-        _data_assumptions(model, limits or _Limits()) as assumed,
+        _EXPORT_LOCK,
+        _guard_sites(model, state) as sites,
+        _data_assumptions(model, limits or _Limits(), state) as assumed,
+        _cut_points(model, runner, state),
         _quiet(),
     ):
         try:
@@ -351,13 +399,22 @@ def _capture_one(
             raise SymbolicCaptureError(exc, _user_frame_of(exc)) from exc
     gm = exported.module()
     _drop_guard_fn(gm)
+    cut = state.cut
+    skip: set[str] = set()
+    if cut is not None:
+        if not _drop_uncaptured(gm, cut.inside):
+            failure = cut.failure
+            raise SymbolicCaptureError(failure, _user_frame_of(failure)) from failure
+        # Guards and assumptions raised inside the call concern code the graph leaves out.
+        skip = {text for text, site in sites.items() if cut.key in site.calls}
+        assumed = [g for g in assumed if cut.key not in state.assumed_in.get(id(g), ())]
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     symbols, sample = _input_symbols(placeholders, labels)
     shape_env = _shape_env(placeholders)
     if shape_env is not None:
         _pinned_symbols(shape_env, placeholders, labels, symbols, sample)
     capture = _capture_record(model, gm)
-    guards = _guards(shape_env, symbols, sites) if shape_env is not None else []
+    guards = _guards(shape_env, symbols, sites, skip) if shape_env is not None else []
     guards.extend(assumed)
     result = SymbolicCapture(
         capture=capture,
@@ -369,9 +426,298 @@ def _capture_one(
         model=model,
     )
     capture.symbolic = result
+    if cut is not None:
+        result.uncaptured = cut.record(capture)
     _classify(result, runner, inputs, spatial, probe_limit)
     _tidy(result, placeholders, labels)
     return result
+
+
+_EXPORT_LOCK = threading.RLock()
+
+
+# -- calls the export cannot follow -----------------------------------------------------------
+
+
+@dataclass
+class _CutState:
+    """Shared by the patches of one export: the model's modules by id (`paths`), the exporting
+    thread, the calls from a forward now running (innermost last), and the cut once made."""
+
+    paths: dict[int, str]
+    thread: int
+    active: list[int] = field(default_factory=list)
+    serial: int = 0
+    cut: _Cut | None = None
+    # The calls running when each assumption was made (by the Guard's id).
+    assumed_in: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    def mine(self) -> bool:
+        return threading.get_ident() == self.thread
+
+
+class _Cut(Exception):
+    """A call made directly from a module's forward in which the export stopped on a
+    data-dependent size; the runner catches it and returns the tensors handed to the call."""
+
+    def __init__(
+        self,
+        key: int,
+        name: str,
+        function: str,
+        module: str,
+        values: list[torch.Tensor],
+        failure: BaseException,
+        cause: str,
+        called_at: str,
+        mark: fx.Node,
+    ) -> None:
+        super().__init__(f"{name}: {cause}")
+        self.key, self.name, self.function, self.module = key, name, function, module
+        self.values, self.failure, self.cause = values, failure, cause
+        self.called_at = called_at
+        # The tracer's last node when the call began; the names of the nodes it made after
+        # (inside the call), once cut.
+        self.mark = mark
+        self.inside: set[str] = set()
+
+    def record(self, capture: Capture) -> Uncaptured:
+        file, line = _innermost_user_line(self.failure)
+        code = linecache.getline(file, line).strip() if file and line else None
+        output = next(n for n in capture.graph_module.graph.nodes if n.op == "output")
+        names = [capture.names[n] for n in output.all_input_nodes if n in capture.names]
+        taken = set(capture.names.values())
+        name, index = self.name, 0
+        while name in taken:
+            index += 1
+            name = f"{self.name}_{index}"
+        return Uncaptured(
+            name,
+            self.function,
+            self.module or None,
+            self.called_at,
+            file,
+            line,
+            code,
+            self.cause,
+            names,
+        )
+
+
+def _cut_cause(exc: BaseException) -> str | None:
+    """Why a call stops the export, in words; None when the failure is not one a cut answers
+    (a time budget, an error of the model's)."""
+    limit = _cause_of_type(exc, _TooManyUnbacked)
+    if limit is not None:
+        return f"makes {limit} (one or more per iteration of a loop over data-dependent sizes)"
+    guard = _cause_of_type(exc, GuardOnDataDependentSymNode)
+    if guard is None:
+        return None
+    cond = getattr(guard, "cond", None)
+    file, line = _innermost_user_line(guard)
+    code = linecache.getline(file, line) if file and line else ""
+    if re.search(r"\bfor\b", code):
+        return f"loops over a data-dependent number of items ({cond})"
+    return f"needs the data-dependent size {cond} as a Python number"
+
+
+def _innermost_user_line(exc: BaseException) -> tuple[str | None, int | None]:
+    site = _user_frame_of(exc)
+    if site is None:
+        return None, None
+    file, _, line = site.rpartition(":")
+    return file, int(line)
+
+
+@contextlib.contextmanager
+def _cut_points(model: nn.Module, runner: nn.Module, state: _CutState) -> Iterator[None]:
+    """Let the export stop at a call it cannot follow, keeping everything before it.
+
+    Every call a module's forward makes to a method of the model's classes or to a function of
+    the modules defining them (`self.transform.postprocess(...)`, `keypointrcnn_inference(...)`)
+    is watched: when the export fails inside it on a data-dependent size (a loop over
+    detections, more data-dependent sizes than the limit), the innermost such call is cut: the
+    runner returns the tensors the call was given, and the nodes made inside it are dropped,
+    so the graph is exact up to it. The patches live for this context only."""
+    patched_globals: list[tuple[Any, str, Any]] = []
+    patched_methods: list[tuple[nn.Module, str]] = []
+    namespaces = {
+        sys.modules[type(m).__module__]
+        for m in model.modules()
+        if type(m).__module__ in sys.modules and not _is_torch_module(type(m).__module__)
+    }
+    for namespace in namespaces:
+        for name, value in list(vars(namespace).items()):
+            if (
+                inspect.isfunction(value)
+                and value.__module__ == namespace.__name__
+                and _is_users(value.__code__.co_filename)
+            ):
+                patched_globals.append((namespace, name, value))
+                setattr(namespace, name, _watched(value, name, None, state))
+    for module in model.modules():
+        path = state.paths.get(id(module), "")
+        done: set[str] = set(vars(module))
+        for cls in type(module).__mro__:
+            if _is_torch_module(cls.__module__) or cls.__module__ == "builtins":
+                continue
+            for name, value in vars(cls).items():
+                if name in done or name == "forward" or name.startswith("__"):
+                    continue
+                done.add(name)
+                if inspect.isfunction(value):
+                    bound = value.__get__(module)
+                    module.__dict__[name] = _watched(bound, name, path, state)
+                    patched_methods.append((module, name))
+    previous = runner.__dict__.get("forward")
+    runner.__dict__["forward"] = _catching(runner.forward, state)
+    try:
+        yield
+    finally:
+        if previous is None:
+            runner.__dict__.pop("forward", None)
+        else:
+            runner.__dict__["forward"] = previous
+        for module, name in patched_methods:
+            module.__dict__.pop(name, None)
+        for namespace, name, value in patched_globals:
+            setattr(namespace, name, value)
+
+
+def _is_torch_module(name: str) -> bool:
+    return name == "torch" or name.startswith("torch.")
+
+
+def _watched(fn: Callable[..., Any], name: str, owner: str | None, state: _CutState) -> Any:
+    """`fn` as a call the export may cut (see `_cut_points`). `owner` is the module path of
+    a method's instance, None for a function."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        caller = sys._getframe(1)
+        if caller.f_code.co_name != "forward" or state.cut is not None or not state.mine():
+            return fn(*args, **kwargs)
+        where = state.paths.get(id(caller.f_locals.get("self")))
+        if where is None:
+            return fn(*args, **kwargs)
+        state.serial += 1
+        key = state.serial
+        values = [v for v in tree_flatten((args, kwargs))[0] if isinstance(v, torch.Tensor)]
+        versions = [v._version for v in values]
+        tracer = _module_tracer(caller)
+        mark = next(reversed(tracer.graph.nodes), None) if tracer is not None else None
+        state.active.append(key)
+        try:
+            return fn(*args, **kwargs)
+        except _Cut:
+            raise
+        except Exception as exc:
+            cause = _cut_cause(exc)
+            # A tensor changed in place inside the call no longer holds what it was given.
+            changed = any(v._version != n for v, n in zip(values, versions, strict=True))
+            if cause is None or changed or mark is None:
+                raise
+            base = where if owner is None else owner
+            label = f"{base}.{name}" if base else name
+            qualname = getattr(fn, "__qualname__", name)
+            at = f"{os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}"
+            raise _Cut(key, label, qualname, where, values, exc, cause, at, mark) from exc
+        finally:
+            state.active.pop()
+
+    return call
+
+
+def _catching(forward: Callable[..., Any], state: _CutState) -> Any:
+    """The runner's forward, returning the tensors handed to a cut call (see `_cut_points`)."""
+
+    @functools.wraps(forward)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        tracer = _module_tracer(sys._getframe(1))
+        depth = len(tracer.module_stack) if tracer is not None else 0
+        try:
+            return forward(*args, **kwargs)
+        except _Cut as cut:
+            if tracer is None:
+                raise
+            # The tracer's module stack is pushed and popped around each module call, not in
+            # a `finally`: pop what the calls the cut left unwound pushed.
+            while len(tracer.module_stack) > depth:
+                tracer.module_stack.popitem()
+            after = False
+            for node in tracer.graph.nodes:
+                if after:
+                    cut.inside.add(node.name)
+                after = after or node is cut.mark
+            state.cut = cut
+            return tuple(cut.values)
+
+    return call
+
+
+def _module_tracer(frame: Any) -> Any:
+    """The fx tracer whose `call_module` is running the runner (it keeps `module_stack`)."""
+    while frame is not None:
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "call_module" else None
+        if isinstance(getattr(owner, "module_stack", None), dict):
+            return owner
+        frame = frame.f_back
+    return None
+
+
+# Ops that return their input when nothing changes (`to` the tensor's own dtype).
+_ALIASING = {
+    torch.ops.aten.to.dtype,
+    torch.ops.aten.to.device,
+    torch.ops.aten.to.dtype_layout,
+    torch.ops.aten.to.other,
+    torch.ops.aten.alias.default,
+    torch.ops.aten.detach.default,
+}
+
+
+def _same_tensor(a: fx.Node, b: fx.Node) -> bool:
+    x, y = a.meta.get("val"), b.meta.get("val")
+    return (
+        isinstance(x, torch.Tensor)
+        and isinstance(y, torch.Tensor)
+        and x.dtype == y.dtype
+        and x.device == y.device
+        and x.shape == y.shape
+    )
+
+
+def _drop_uncaptured(gm: fx.GraphModule, names: set[str]) -> bool:
+    """Erase the nodes made inside the cut call (`names`: the tracer made them after the call
+    began; the exported graph keeps its names) and those using them; False when the graph's
+    output uses one (the cut cannot stand)."""
+    inside = {
+        n for n in gm.graph.nodes if n.name in names and n.op not in ("placeholder", "output")
+    }
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    for value in output.all_input_nodes:
+        # A tensor handed to the call and returned as it was, though the call went through a
+        # no-op on it (`anchors.to(anchors.dtype)`): the graph's output is that op's node.
+        source = value
+        while source in inside and source.target in _ALIASING and source.args:
+            before = source.args[0]
+            if not isinstance(before, fx.Node) or not _same_tensor(before, source):
+                break
+            source = before
+        if source is not value and source not in inside:
+            output.replace_input_with(value, source)
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr"):
+            continue
+        if node in inside or any(a in inside for a in node.all_input_nodes):
+            if node.op == "output":
+                return False
+            inside.add(node)
+    for node in reversed(list(gm.graph.nodes)):
+        if node in inside:
+            gm.graph.erase_node(node)
+    gm.recompile()
+    return True
 
 
 @contextlib.contextmanager
@@ -607,9 +953,11 @@ def _select_index(dim: int, index: Any) -> tuple:
     return (*(slice(None),) * dim, index)
 
 
+# Methods taking sizes as arguments, which aten takes as a list: `x.view(-1, 4)`.
 _RESHAPES = {
     torch.ops.aten.view.default: "view",
     torch.ops.aten.reshape.default: "reshape",
+    torch.ops.aten.repeat.default: "repeat",
 }
 
 
@@ -637,7 +985,8 @@ def _tidy(
             node.args = (node.args[0], indices[0] if len(indices) == 1 else tuple(indices))
             node.target = operator.getitem
         elif node.op == "call_function" and node.target in _RESHAPES and not node.kwargs:
-            # `x.view(-1, 1, 4)` as the model wrote it: aten's list of sizes as arguments.
+            # `x.view(-1, 1, 4)`, `x.repeat(n, 1)` as the model wrote it: aten's list of sizes
+            # as arguments.
             node.op, node.target = "call_method", _RESHAPES[node.target]
             node.args = (node.args[0], *node.args[1])
         elif node.op == "call_function" and node.target in _INDEXING:
@@ -845,6 +1194,7 @@ class _Site:
     module: str | None
     layout: bool = False
     own: bool = False
+    calls: tuple[int, ...] = ()  # the calls from a forward running then (see `_cut_points`)
 
 
 # Values given to data-dependent sizes when a question about them must be answered: distinct
@@ -853,7 +1203,7 @@ _GENERIC_SIZE = 64
 
 
 @contextlib.contextmanager
-def _data_assumptions(model: nn.Module, limits: _Limits) -> Iterator[list[Guard]]:
+def _data_assumptions(model: nn.Module, limits: _Limits, state: _CutState) -> Iterator[list[Guard]]:
     """Let the export go on where the model's Python asks a question about a data-dependent
     size that no symbol can answer, and record each answer as an assumption (a `data` guard
     with `assumed` set), attributed like any guard to the model's line and module.
@@ -879,12 +1229,17 @@ def _data_assumptions(model: nn.Module, limits: _Limits) -> Iterator[list[Guard]
 
     def unbacked_symint(self: ShapeEnv, *args: Any, **kwargs: Any) -> Any:
         nonlocal created
+        # Past a cut, export goes over the graph it made again (the cut call's nodes too).
+        if not state.mine() or state.cut is not None:
+            return create_unbacked(self, *args, **kwargs)
         created += 1
         if limits.max_unbacked is not None and created > limits.max_unbacked:
-            raise _OverBudget(f"more than {limits.max_unbacked} data-dependent sizes")
+            raise _TooManyUnbacked(f"more than {limits.max_unbacked} data-dependent sizes")
         return create_unbacked(self, *args, **kwargs)
 
     def evaluate(self: ShapeEnv, expr: Any, *args: Any, **kwargs: Any) -> Any:
+        if not state.mine():
+            return original(self, expr, *args, **kwargs)
         if assumed and deadline is not None and time.process_time() > deadline:
             raise _OverBudget("the export ran past its time budget")
         try:
@@ -898,7 +1253,7 @@ def _data_assumptions(model: nn.Module, limits: _Limits) -> Iterator[list[Guard]
             text = str(expr if value else sympy.Not(expr))
             if text not in seen:
                 seen.add(text)
-                site = _site_of_stack(paths)
+                site = _site_of_stack(paths, state.active)
                 code = (
                     linecache.getline(site.file, site.line).strip()
                     if site.file and site.line
@@ -915,6 +1270,7 @@ def _data_assumptions(model: nn.Module, limits: _Limits) -> Iterator[list[Guard]
                     assumed=True,
                 )
                 assumed.append(guard)
+                state.assumed_in[id(guard)] = site.calls
             return sympy.true if value else sympy.false
 
     modules = {
@@ -998,7 +1354,7 @@ def _generic_answer(shape_env: ShapeEnv, expr: sympy.Basic) -> bool | None:
 
 
 @contextlib.contextmanager
-def _guard_sites(model: nn.Module) -> Iterator[dict[str, _Site]]:
+def _guard_sites(model: nn.Module, state: _CutState) -> Iterator[dict[str, _Site]]:
     """Record, for each guard the shape env adds while exporting, the innermost line of code
     outside torch and the innermost module whose forward was running. torch's own `sloc`
     names the first frame outside a short list of torch files, which for a conv's size check is
@@ -1012,8 +1368,8 @@ def _guard_sites(model: nn.Module) -> Iterator[dict[str, _Site]]:
 
     def log_guard(self: ShapeEnv, prefix: str, g: Any, *args: Any, **kwargs: Any) -> Any:
         key = str(g)
-        if key not in sites:
-            sites[key] = _site_of_stack(paths)
+        if key not in sites and state.mine():
+            sites[key] = _site_of_stack(paths, state.active)
         return original(self, prefix, g, *args, **kwargs)
 
     ShapeEnv._log_guard = log_guard  # type: ignore[method-assign]
@@ -1028,7 +1384,7 @@ def _is_users(filename: str) -> bool:
     return not path.startswith(_TORCH_DIR) and path != _THIS_FILE and not filename.startswith("<")
 
 
-def _site_of_stack(paths: Mapping[int, str]) -> _Site:
+def _site_of_stack(paths: Mapping[int, str], active: Sequence[int] = ()) -> _Site:
     frame: Any = sys._getframe(2)
     file = line = module = None
     layout = False
@@ -1051,7 +1407,7 @@ def _site_of_stack(paths: Mapping[int, str]) -> _Site:
         if file is not None and module is not None:
             break
         frame = frame.f_back
-    return _Site(file, line, module, layout, bool(own))
+    return _Site(file, line, module, layout, bool(own), tuple(active))
 
 
 def _user_frame_of(exc: BaseException) -> str | None:
@@ -1078,7 +1434,10 @@ def _traceback_frames(exc: BaseException) -> list[tuple[str, int]]:
 
 
 def _guards(
-    shape_env: ShapeEnv, symbols: Mapping[str, sympy.Symbol], sites: Mapping[str, _Site]
+    shape_env: ShapeEnv,
+    symbols: Mapping[str, sympy.Symbol],
+    sites: Mapping[str, _Site],
+    skip: set[str] | frozenset[str] = frozenset(),
 ) -> list[Guard]:
     names = {sym: sympy.Symbol(k, integer=True, positive=True) for k, sym in symbols.items()}
     out: list[Guard] = []
@@ -1086,7 +1445,7 @@ def _guards(
     for shape_guard in shape_env.guards:
         expr = shape_guard.expr
         text = str(expr.xreplace(names))
-        if text in seen or expr in (sympy.true, True):
+        if text in seen or expr in (sympy.true, True) or str(expr) in skip:
             continue
         seen.add(text)
         site = sites.get(str(expr))
@@ -1261,4 +1620,11 @@ def _dim_at(d: Any, subs: Mapping[Any, Any]) -> Any:
     return int(d)
 
 
-__all__ = ["Guard", "SymbolicCapture", "SymbolicCaptureError", "Unbacked", "capture_symbolic"]
+__all__ = [
+    "Guard",
+    "SymbolicCapture",
+    "SymbolicCaptureError",
+    "Unbacked",
+    "Uncaptured",
+    "capture_symbolic",
+]

@@ -1,16 +1,23 @@
-"""Every torchvision classification model yields a full report at its usual input size."""
+"""Every torchvision classification and detection model yields a full report at its usual input
+size."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import torch
 import torchvision
 
 import shapetrace
+from shapetrace.cli import main
+from shapetrace.report import Report
 
 CLASSIFIERS = torchvision.models.list_models(module=torchvision.models)
 QUANTIZABLE = torchvision.models.list_models(module=torchvision.models.quantization)
 VIDEO = torchvision.models.list_models(module=torchvision.models.video)
 SEGMENTATION = torchvision.models.list_models(module=torchvision.models.segmentation)
+DETECTION = torchvision.models.list_models(module=torchvision.models.detection)
 
 
 def _param_count(name: str) -> int:
@@ -42,3 +49,54 @@ def test_other_traceable_families_give_full_reports(name: str) -> None:
         assert report.input == [1, 3, 520, 520] and last.shape == [1, 21, 520, 520]
     else:
         assert last.shape == [1, 1000]
+
+
+def _cli_report(name: str, path: Path) -> tuple[int, Report]:
+    """Exit code and report of `shapetrace NAME -o report.json`, in process."""
+    out = path / "report.json"
+    code = main([name, "-o", str(out)])
+    return code, Report.load(out)
+
+
+def test_ssd_is_captured_up_to_its_per_class_loop(tmp_path: Path) -> None:
+    """SSD's per-class loop makes more data-dependent sizes than the capture's limit: the
+    capture ends at `postprocess_detections`, exactly, and the report says so (exit 0)."""
+    code, report = _cli_report("ssd300_vgg16", tmp_path)
+    assert code == 0
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    assert report.domain is not None and report.verdict is not None
+    # Every map before the cut, as an eager forward gives it at 300x300 (the transform's size;
+    # on meta: a CPU build and forward of SSD cost 8 s for the same shapes).
+    with torch.device("meta"):
+        model = torchvision.models.get_model("ssd300_vgg16", weights=None, weights_backbone=None)
+    model.eval()
+    with torch.no_grad():
+        features = list(model.backbone(torch.empty(1, 3, 300, 300, device="meta")).values())
+        head = model.head(features)
+    assert report.module("backbone").shape == [list(f.shape) for f in features]
+    assert sorted(report.module("head").shape) == sorted(list(t.shape) for t in head.values())
+    last = report.nodes[-1]
+    assert (last.name, last.shape) == ("postprocess_detections", None)
+    assert last.missing is not None
+    reason = last.missing["shape"]
+    assert "makes more than 32 data-dependent sizes" in reason and "ssd.py:" in reason
+    assert any(q["node"] == "postprocess_detections" for q in report.domain["open"])
+    assert report.verdict.startswith("Captured up to postprocess_detections")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DETECTION)
+def test_every_detector_gets_a_full_symbolic_report(name: str, tmp_path: Path) -> None:
+    code, report = _cli_report(name, tmp_path)
+    assert code == 0
+    assert report.source["trace"] == "symbolic" and report.failure is None
+    assert report.domain is not None and report.verdict
+    # Data-dependent sizes are symbols (`Min(100, u9)`), unless the capture ends before any.
+    symbolic = [n for n in report.nodes if "u" in str(n.shape)]
+    cut = [n for n in report.nodes if n.missing and "not captured" in n.missing.get("shape", "")]
+    assert symbolic or cut
+    if name.startswith(("maskrcnn", "keypointrcnn")):
+        (row,) = cut
+        assert "loops over a data-dependent number of items" in row.missing["shape"]
+        assert "roi_heads.py:" in row.missing["shape"]
+        assert symbolic
