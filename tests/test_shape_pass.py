@@ -50,6 +50,7 @@ class _Residual(nn.Module):
         self.bn = nn.BatchNorm2d(4)
         self.act = nn.ReLU()
         self.proj = nn.Conv2d(3, 4, 1)
+        self.down = nn.Conv2d(4, 8, 3, stride=2, dilation=2, groups=2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.bn(self.conv(x)))
@@ -57,12 +58,12 @@ class _Residual(nn.Module):
         w = torch.add(z, self.bn(z))  # one with, one without
         s = x + x  # neither has one
         t = z + z.permute(0, 1, 3, 2)  # a transposed operand: the real kernel
-        return w + t + s.sum()
+        return self.down(w + t + s.sum())
 
 
 def test_shortcut_values_have_the_real_kernels_metadata() -> None:
-    """Shape, dtype, strides (and for sums, autograd state) of every value match a plain meta
-    run."""
+    """Shape, dtype, strides (and but for modules kept whole, autograd state) of every value
+    match a plain meta run."""
     from torch import fx
 
     from shapetrace.passes.shapes import propagate
@@ -91,5 +92,18 @@ def test_shortcut_values_have_the_real_kernels_metadata() -> None:
             value.stride(),
             value.device,
         ), node.name
-        if node.op == "call_function":  # shape-preserving modules give values without one
+        if node.op != "call_module":  # shape-preserving modules give values without one
             assert mine.requires_grad == value.requires_grad, node.name
+
+
+def test_tensors_the_forward_creates_without_a_device_are_meta() -> None:
+    """The model's own calls run with meta as the default device."""
+    import shapetrace
+
+    class Offsets(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.ones(x.shape[-1]) + torch.arange(x.shape[-1])
+
+    report = shapetrace.analyze(Offsets(), "1x3x4x5")
+    assert report.failure is None
+    assert report.nodes[-1].shape == [1, 3, 4, 5]

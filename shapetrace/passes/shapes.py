@@ -200,7 +200,12 @@ class _ShapeInterpreter(fx.Interpreter):
 
     def _model_op(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return call(*args, **kwargs)
+            # Tensors the model's code creates without a device (torch.ones(...)) must be meta
+            # too. Only its code runs under the device mode: the mode puts every tensor
+            # operation, attribute reads included, through Python, and the pass's own
+            # bookkeeping (shapes, strides, dtypes of every value) needs no default device.
+            with torch.device("meta"):
+                return call(*args, **kwargs)
         except Exception as exc:
             self.model_error = exc
             self.failed_node = self._node
@@ -365,8 +370,8 @@ def propagate(
     out = ShapeResult()
     interp = _ShapeInterpreter(gm, out)
     try:
-        # Tensors the forward creates without a device (torch.ones(...)) must be meta too.
-        with torch.device("meta"), _fake_mode(symbolic):
+        # (each of the model's calls runs with meta as the default device: `_model_op`)
+        with _fake_mode(symbolic):
             interp.run(*inputs)
     except Exception as exc:
         failed = interp.failed_node
