@@ -333,3 +333,24 @@ def test_unbind_read_by_index_needs_only_the_pieces_read() -> None:
     assert two.domain is not None
     assert two.domain["H"] == [[4, 4]] and two.domain["W"] == [[3, None]]
     assert_domain_matches(TwoRows().to("meta"), two, range(1, 31), (1, 2, None))
+
+
+class Ranged(nn.Module):
+    """Index tensors from `arange`, bounds given by name and positionally."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        cols = torch.arange(start=1, end=y.shape[-1], device=y.device)
+        rows = torch.arange(0, y.shape[-2], 2, device=y.device)
+        return y.index_select(3, cols).index_select(2, rows)
+
+
+def test_arange_bounds_by_name_or_position() -> None:
+    report = exact(Ranged(), "1x1x12x12", 30, (1, 2, None, None))
+    assert report.domain is not None
+    assert report.domain["H"] == [[3, None]] and report.domain["W"] == [[3, None]]
+    assert report.node("index_select_1").shape_formula == ["N", "2", "ceil(H/2) - 1", "W - 3"]

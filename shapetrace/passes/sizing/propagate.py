@@ -54,6 +54,7 @@ class Propagator:
         symbolic = capture.symbolic
         # A capture by torch.export knows every node's sizes as formulas in H, W.
         self.exported = SizeNames(symbolic, self.axes) if symbolic is not None else None
+        self._captured: Evaluator | None = None  # sizes at the size the export captured
 
     # -- setup --------------------------------------------------------------------------
     def _layout(self) -> tuple[tuple[str, ...], fx.Node | None, dict[str, int]]:
@@ -126,6 +127,8 @@ class Propagator:
                     value = self._call(node, args, kwargs)
                 except RULE_ERRORS as exc:
                     value = self._fallback(node, args, kwargs, exc)
+                else:
+                    value = self._checked(node, value)
             self.values[node] = value
             for t in flat_args(value):
                 for d in t.shape:
@@ -169,6 +172,26 @@ class Propagator:
             return tensors[0]
         self.notes.append((node, f"no size rule for {what}; sizes after it are not followed"))
         return self._opaque(observed, self.names.get(node, node.name))
+
+    def _checked(self, node: fx.Node, value: Any) -> Any:
+        """In a capture by torch.export, a rule's tensor whose sizes differ from the export's
+        at the captured size gives way to the export's (the export ran the op)."""
+        if self.exported is None or not isinstance(value, STensor):
+            return value
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor) or val.dim() != value.ndim:
+            return value
+        if self._captured is None:
+            self._captured = Evaluator({**self.env0, **self.exported.captured})
+        try:
+            ours = [self._captured.poly(d) for d in value.shape]
+        except Unknown:
+            return value
+        theirs = [d.node.hint if isinstance(d, torch.SymInt) else int(d) for d in val.shape]
+        if None in theirs or ours == theirs:
+            return value
+        exported, why = self._exported(node)
+        return exported if why is None else value
 
     def _exported(self, node: fx.Node) -> tuple[Any, str | None]:
         """The node's value from the export's metadata, and None; or why there is none ("" in

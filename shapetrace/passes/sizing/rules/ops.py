@@ -13,6 +13,7 @@ import torch
 from shapetrace.ops import Call, Family
 from shapetrace.passes.sizing.expr import Poly, poly_max, poly_min
 from shapetrace.passes.sizing.tensors import (
+    AXIS_NAMES,
     BATCH,
     Pred,
     Rule,
@@ -322,22 +323,26 @@ def _data_shape(data: Any) -> tuple[Poly, ...]:
 
 
 def _arange(call: Call) -> STensor:
-    values = [a for a in call.get("args", ()) if isinstance(a, (int, Poly))]
-    end, start = call.args.get("end"), call.args.get("start")
-    if end is not None:
-        values = [*values, end] if values else [0, end]
-    if start is not None:
-        values = [start, *values]
-    start, end, step = (
-        (0, values[0], 1)
-        if len(values) == 1
-        else (values[0], values[1], values[2] if len(values) > 2 else call.get("step", 1))
-    )
+    """`arange(end)`, `arange(start, end[, step])`, positional or by name (aten's
+    `arange.start(start, end)` binds them by name)."""
+    positional = [a for a in call.get("args", ()) if isinstance(a, (int, Poly))]
+    named = {k: call.args.get(k) for k in ("start", "end", "step")}
+    if len(positional) == 1 and named["end"] is None:
+        named["end"] = positional[0]
+    else:
+        for key, value in zip([k for k, v in named.items() if v is None], positional, strict=False):
+            named[key] = value
+    start, end, step = named["start"] or 0, named["end"], named["step"] or 1
+    if end is None or not isinstance(start, (int, Poly)) or not isinstance(end, (int, Poly)):
+        raise Unsupported("arange with bounds that are not sizes")
     if not isinstance(step, int) or step <= 0:
         raise Unsupported("arange with a varying or negative step")
     s, e = Poly.of(start), Poly.of(end)
     length = (e - s + step - 1).floordiv(step)
-    return STensor((length,), (None,), s + (length - 1) * step)
+    # A range over a size follows that size's axes (`arange(x.shape[-1])` follows W).
+    axes = [a for names in AXIS_NAMES.values() for a in names if a in length.vars]
+    axis = ",".join(dict.fromkeys(axes)) or None
+    return STensor((length,), (axis,), s + (length - 1) * step)
 
 
 # -- questions about sizes ------------------------------------------------------------------

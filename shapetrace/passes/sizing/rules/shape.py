@@ -234,7 +234,9 @@ def _index_family(p: Propagator, call: Call) -> Any:
     index = as_tensor(call.get("index"))
     if index.ndim != x.ndim or x.ndim == 1:
         shape, axes = list(x.shape), list(x.axes)
-        shape[d], axes[d] = index.shape[0] if index.ndim else Poly.of(1), None
+        # The new dim follows what the index's length follows (`arange(w)` follows W).
+        shape[d] = index.shape[0] if index.ndim else Poly.of(1)
+        axes[d] = index.axes[0] if index.ndim else None
         return STensor(tuple(shape), tuple(axes))
     return STensor(index.shape, index.axes)
 
