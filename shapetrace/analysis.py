@@ -383,8 +383,22 @@ def _nodes(capture: Capture, shapes: ShapeResult) -> list[Node]:
 
 
 def _visible_inputs(capture: Capture, node: fx.Node) -> list[fx.Node]:
-    """The nodes a row reads, seen through hidden ones (a module call's parameters)."""
-    return [a for a in node.all_input_nodes if a not in capture.hidden]
+    """The nodes a row reads, seen through hidden ones (a module call's parameters; the
+    symbolic capture's unbinding of a batch into a detector's list of images reads the
+    batch)."""
+    found: list[fx.Node] = []
+    pending = list(node.all_input_nodes)
+    seen: set[fx.Node] = set()
+    while pending:
+        value = pending.pop(0)
+        if value in seen:
+            continue
+        seen.add(value)
+        if value in capture.hidden:
+            pending.extend(value.all_input_nodes)
+        else:
+            found.append(value)
+    return found
 
 
 def _output_shape(value: Any, shapes: ShapeResult) -> Any:

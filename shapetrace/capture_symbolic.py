@@ -879,6 +879,8 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
             # `x.size(2)` is `size` in an fx graph, `sym_size_int` in aten's.
             op = _SIZE_METHODS.get(node.target) or _FX_SUFFIX.sub(r"\1", node.name)
             base = path if is_call else (f"{path}.{op}" if path else op)
+            if node.op == "call_function" and _made_by_wrapper(stacks[node]):
+                base = f"{_WRAPPED}.{op}"  # hidden below; the model's own ops keep fx's names
             sites[node] = path
             if is_call:
                 module_calls[node] = path
@@ -906,6 +908,9 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     named = {p for p, _ in model.named_parameters(remove_duplicate=False)}
     named |= {p for p, _ in model.named_buffers(remove_duplicate=False)}
     hidden |= {n for n in nodes if n.op == "get_attr" and _clean_path(str(n.target)) not in named}
+    # `_Unbatched` unbinding the batch into the list of images a detector takes: shapetrace's
+    # plumbing, not the model's (an fx graph of the model would start at the list).
+    hidden |= {n for n in nodes if n.op == "call_function" and _made_by_wrapper(stacks[n])}
     # Arguments left at their defaults (`scale=1.0`, `mask=None`) are constants of this graph.
     hidden |= {
         n
@@ -1143,6 +1148,14 @@ def _call_output(members: list[fx.Node], last: fx.Node) -> Any:
     if not escaping:
         return last
     return escaping[0] if len(escaping) == 1 else escaping
+
+
+def _made_by_wrapper(stack: list[tuple[str, Any]]) -> bool:
+    """Whether a node's `nn_module_stack` is `_Unbatched`'s own forward alone."""
+    if len(stack) != 1:
+        return False
+    kind = stack[0][1][1]
+    return str(getattr(kind, "__qualname__", kind)).endswith(_Unbatched.__qualname__)
 
 
 def _clean_path(path: str) -> str:

@@ -673,3 +673,30 @@ def test_captures_in_two_threads_give_what_each_gives_alone() -> None:
         thread.join()
     assert errors == []
     assert together == alone
+
+
+class ImageList(nn.Module):
+    """Takes a list of images, as torchvision's detectors do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.conv(image[None]) for image in images]
+
+
+def test_a_list_of_images_is_captured_from_the_batch_without_plumbing_rows() -> None:
+    from shapetrace.analysis import _visible_inputs
+
+    batch = torch.empty(2, 3, 16, 16, device="meta")
+    captured = capture_symbolic(_meta(ImageList), [batch], images=True)
+    capture = captured.capture
+    rows = {capture.names[n]: n for n in capture.nodes()}
+    # Unbinding the batch into the list is shapetrace's, not the model's: no rows, and the
+    # model's own ops keep the names an fx graph of the model gives them.
+    assert list(rows) == ["batch", "unsqueeze", "conv", "unsqueeze_1", "conv_1"]
+    assert _visible_inputs(capture, rows["unsqueeze"]) == [rows["batch"]]
+    with torch.no_grad():
+        eager = ImageList()([torch.randn(3, 16, 16)])[0]
+    assert captured.shapes({"H": 16, "W": 16})["conv_1"] == tuple(eager.shape)
