@@ -399,7 +399,19 @@ class _Walk:
         if not _has_tensor(self.values[node]):
             return None  # sizes, shapes, flags
         try:
-            call = ops.bind(node, node.args, node.kwargs, self.graph_module)
+            if node.op == "call_module" and node.args:
+                # Norms, activations, dropout: the field of the first argument (what `passes`
+                # reads), without binding the module's configuration.
+                module = self.graph_module.get_submodule(str(node.target))
+                entry = ops.lookup_target(node.op, node.target, module)
+                if entry is not None and entry.family in _PASSING:
+                    first = node.args[0]
+                    if not isinstance(first, fx.Node):
+                        raise _Lost(f"the input of {entry.name} is not a tensor of the graph")
+                    return self.states.get(first)
+                call = ops.bind_call(node.op, node.target, node.args, node.kwargs, module)
+            else:
+                call = ops.bind(node, node.args, node.kwargs, self.graph_module)
             if call is None:
                 what = _called(node, self.graph_module)
                 raise _Lost(f"{what} is not an op shapetrace knows, so its field is not derived")
@@ -885,6 +897,9 @@ class _Walk:
 Rule = Callable[[_Walk, fx.Node, Call], State]
 
 # One rule per op family: the registry says which family each op, in all its spellings, is of.
+# Families whose rule is `passes`: the field of the op's input.
+_PASSING = frozenset((Family.IDENTITY, Family.DROPOUT, Family.NORM))
+
 FAMILY_RULES: dict[Family, Rule] = {
     Family.IDENTITY: _Walk.passes,
     Family.DROPOUT: _Walk.passes,
