@@ -39,6 +39,20 @@ class ResizeWidth(nn.Module):
         return self.pool(self.conv(x))
 
 
+class ResizeSquare(nn.Module):
+    """`if x.shape[-1] != 64: x = F.interpolate(x, size=64)`, then a 5x5 conv and a 2x2 pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 5)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != 64:
+            x = F.interpolate(x, size=64)
+        return self.pool(self.conv(x))
+
+
 class EvenZeros(nn.Module):
     """A size check, and a bias built from a size (`zeros` with a symbolic size, which the
     size rules do not take in an aten graph)."""
@@ -155,6 +169,19 @@ def test_branch_on_width_joins_both_captured_paths() -> None:
     assert _brute_force(ResizeWidth, domain, 48) == [(h, 48) for h in range(1, 5)]
     guards = {q.get("guard") for q in domain["open"]}
     assert {"H >= 5", "Ne(W, 64)"} <= guards
+
+
+def test_resize_unless_64_from_either_path() -> None:
+    """Captured at 48 (the resizing path), every size is accepted. Captured at 64 (W pinned to
+    64, the other path captured too), H goes through the conv and pool: H >= 6, H = 5 rejected,
+    H <= 4 unknown (the conv's own check is `implied`); every W is accepted."""
+    resized = _report(ResizeSquare, 48)
+    assert resized.domain["H"] == [[1, None]] and resized.domain["W"] == [[1, None]]
+    assert _brute_force(ResizeSquare, resized.domain, 48) == []
+    kept = _report(ResizeSquare, 64)
+    assert kept.domain["H"] == [[6, None]] and kept.domain["W"] == [[1, None]]
+    assert kept.domain["possible"] == {"H": [[1, 4], [6, None]], "W": [[1, None]]}
+    assert _brute_force(ResizeSquare, kept.domain, 64) == [(h, 64) for h in range(1, 5)]
 
 
 def test_a_window_chosen_from_the_map_is_not_claimed_beyond_its_path() -> None:
