@@ -7,6 +7,7 @@ module does not import torch.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the Report imports this module (Report.at)
@@ -17,13 +18,36 @@ def in_domain(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:
     """Does the domain accept these sizes? Axes a coupled bound ties together are judged by
     its combinations; None when such a bound lists none. A domain left open by an op without a
     size rule proves only its own sets: sizes outside them that the known rules still allow
-    (`possible`) are None, unknown, not rejected."""
+    (`possible`) are None, unknown, not rejected. For a capture whose graph holds on a path of
+    sizes (guards in `open`), sizes moving more than one axis from `at` are None."""
+    at = domain.get("at") or {}
+    moved = [a for a, n in sizes.items() if a in at and at[a] != n]
+    if len(moved) > 1 and _on_paths(domain):
+        # Each axis's sets hold with the others at `at`; a capture's path can change with
+        # another axis (a window chosen from the width), so sizes moving several axes at once
+        # are not decided by them.
+        return None
     proven = _in_proven(domain, sizes)
     if proven is not False or not domain.get("open"):
         return proven
     possible = domain.get("possible") or {}
     if all(a in possible and _member(possible[a], n) for a, n in sizes.items()):
         return None
+    return False
+
+
+_DATA_SIZE = re.compile(r"\bu[0-9]+\b")
+
+
+def _on_paths(domain: dict[str, Any]) -> bool:
+    """Whether the domain comes from a capture whose graph holds only on a path of sizes (an
+    `open` entry names a guard on the input's sizes, or an axis the export fixed)."""
+    for entry in domain.get("open") or []:
+        guard = entry.get("guard")
+        if guard is not None and not _DATA_SIZE.search(str(guard)):
+            return True
+        if str(entry.get("reason", "")).startswith("the export fixed"):
+            return True
     return False
 
 

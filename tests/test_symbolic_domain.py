@@ -138,6 +138,11 @@ def _brute_force(cls: type[nn.Module], domain: dict[str, Any], at: int) -> list[
             unknown.append((h, w))
         else:
             assert claim == _runs(cls, h, w), (h, w, claim)
+    # Square sizes move both axes: where the captured path may change with either, the
+    # domain makes no claim; where it makes one, it holds.
+    for n in SIZES:
+        claim = in_domain(domain, {"H": n, "W": n})
+        assert claim is None or claim == _runs(cls, n, n), (n, claim)
     return unknown
 
 
@@ -195,6 +200,8 @@ def test_a_window_chosen_from_the_map_is_not_claimed_beyond_its_path() -> None:
     unknown = _brute_force(Window, domain, 64)
     assert unknown == [(h, 64) for h in (1, 2)] + [(64, w) for w in range(1, 15)]
     assert [_runs(Window, 64, w) for w in (2, 3, 14)] == [False, True, True]
+    # At 3x3 the window is 1x1 and the model runs: the per-axis sets (W at 64) say nothing.
+    assert in_domain(domain, {"H": 3, "W": 3}) is None and _runs(Window, 3, 3)
     assert "Eq(Min(7, (((W - 3)//2)) + 1), 7)" in {q.get("guard") for q in domain["open"]}
     assert report.verdict.startswith("Accepts every H, W >= 15 (each axis with the others at")
 
