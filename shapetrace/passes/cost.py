@@ -81,9 +81,19 @@ def _cost_and_scaling(
         return ZERO, [0, 0]
     if not tensors_in(out):  # shape arithmetic: size(), getattr, int maths, asserts
         return ZERO, [0, 0]
+    module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+    if module is not None and node.args:
+        # Norms and activations: rules that read no argument and no configuration (the
+        # output's elements) need no binding of the module's configuration.
+        entry = ops.lookup_target(node.op, node.target, module)
+        rule = FAMILY_RULES.get(entry.family) if entry is not None else None
+        if entry is not None and rule in _OUTPUT_ONLY:
+            plain = ops.Call(entry, {}, node.target, module, {})
+            cost = FAMILY_RULES[plain.family](plain, out)
+            return cost, _per_element(plain, out, cost)
     args = fx.node.map_arg(node.args, lambda a: values.get(a))
     kwargs = fx.node.map_arg(node.kwargs, lambda a: values.get(a))
-    call = ops.bind(node, args, kwargs, gm)
+    call = ops.bind_call(node.op, node.target, args, kwargs, module)
     if call is None:
         raise NoFormula(f"{_called(node, gm)}: not an op shapetrace knows, so no cost formula")
     try:
@@ -317,6 +327,9 @@ FAMILY_RULES: dict[Family, Callable[[ops.Call, Any], Cost]] = {
     Family.ASSERT: _free,
 }
 """The cost rule of each op family: (call, output) -> (MACs, FLOPs), or `NoFormula`."""
+
+# Rules that read only the output (not the call's arguments or configuration).
+_OUTPUT_ONLY = (_free, _per_output_element)
 
 
 # -- formulas -------------------------------------------------------------------------------

@@ -400,15 +400,19 @@ class _Walk:
             return None  # sizes, shapes, flags
         try:
             if node.op == "call_module" and node.args:
-                # Norms, activations, dropout: the field of the first argument (what `passes`
-                # reads), without binding the module's configuration.
+                # Norms, dropout, activations: rules that read no configuration (`passes`: the
+                # field of the first argument; `elementwise`: of the tensor arguments) run
+                # without binding the module's configuration through the registry.
                 module = self.graph_module.get_submodule(str(node.target))
                 entry = ops.lookup_target(node.op, node.target, module)
-                if entry is not None and entry.family in _PASSING:
+                rule = FAMILY_RULES.get(entry.family) if entry is not None else None
+                if entry is not None and rule is _Walk.passes:
                     first = node.args[0]
                     if not isinstance(first, fx.Node):
                         raise _Lost(f"the input of {entry.name} is not a tensor of the graph")
                     return self.states.get(first)
+                if rule is _Walk.elementwise:
+                    return self.merge(self.tensors(node), self.shape(node))
                 call = ops.bind_call(node.op, node.target, node.args, node.kwargs, module)
             else:
                 call = ops.bind(node, node.args, node.kwargs, self.graph_module)
@@ -897,9 +901,6 @@ class _Walk:
 Rule = Callable[[_Walk, fx.Node, Call], State]
 
 # One rule per op family: the registry says which family each op, in all its spellings, is of.
-# Families whose rule is `passes`: the field of the op's input.
-_PASSING = frozenset((Family.IDENTITY, Family.DROPOUT, Family.NORM))
-
 FAMILY_RULES: dict[Family, Rule] = {
     Family.IDENTITY: _Walk.passes,
     Family.DROPOUT: _Walk.passes,
