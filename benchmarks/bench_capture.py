@@ -4,18 +4,27 @@ the hooks run, on the same model and input, one process.
 python benchmarks/bench_capture.py            # print the table
 python benchmarks/bench_capture.py --write    # and update docs/performance.md's section
 python benchmarks/bench_capture.py --runs 1   # a quick look
+python benchmarks/bench_capture.py --detectors maskrcnn_resnet50_fpn ssd300_vgg16   # per detector
 
 For each model: the capture alone (`capture.trace`, `capture_symbolic.capture_symbolic`,
 `capture_hooks.hook_run`; a rung that cannot capture the model is `-`) and the whole
 `shapetrace.analyze`, which picks the rung itself. Medians of `--runs` calls after one
 warm-up (`timing.median_seconds`), wall time on a shared machine; models whose symbolic capture
 takes seconds are run `--slow-runs` times.
+
+`--detectors NAME ...` times the whole `shapetrace.analyze` of torchvision detectors instead
+(`--runs` calls each after one warm-up analysis in the process, which pays torch.export's
+first-call cost): median wall and CPU seconds, the rung, the rows, where the capture ended,
+and the load average before and after, for docs/capture.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -145,13 +154,50 @@ def write(lines: list[str], runs: int, slow_runs: int) -> None:
     DOC.write_text(text, encoding="utf-8")
 
 
+def detectors(names: list[str], runs: int) -> list[str]:
+    """Median wall and CPU seconds of the whole analysis per detector, one process."""
+    import shapetrace
+
+    shapetrace.analyze(names[0])  # warm-up: torch.export's first call in a process
+    lines = [
+        "| model | rung | rows | wall (s) | CPU (s) | capture ends at |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    before = os.getloadavg()[0]
+    for name in names:
+        walls, cpus = [], []
+        for _ in range(runs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            report = shapetrace.analyze(name)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        ends = next(
+            (n.name for n in report.nodes if (n.missing or {}).get("shape", "").startswith("not")),
+            "",
+        )
+        line = (
+            f"| `{name}` | {report.source['trace']} | {len(report.nodes)} | "
+            f"{statistics.median(walls):.2f} | {statistics.median(cpus):.2f} | {ends or '-'} |"
+        )
+        print(line, file=sys.stderr, flush=True)
+        lines.append(line)
+    after = os.getloadavg()[0]
+    lines.append("")
+    lines.append(f"Median of {runs}; load average {before:.1f} before, {after:.1f} after.")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--slow-runs", type=int, default=1)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--detectors", nargs="+", metavar="MODEL")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.detectors:
+        print("\n".join(detectors(args.detectors, args.runs)))
+        return 0
     rows = []
     for name, spec, slow in MODELS:
         row = measure(name, spec, args.slow_runs if slow else args.runs)

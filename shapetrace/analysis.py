@@ -593,9 +593,9 @@ def _report_uncaptured(report: Report, model: nn.Module, captured: Any) -> None:
         report.domain.setdefault("open", []).append({"node": cut.name, "reason": reason})
     where = f"{os.path.basename(cut.file)}:{cut.line}" if cut.file else "an unknown line"
     lead = (
-        f"Captured up to {cut.name}, which {cut.cause} at {where} and is not captured: what it "
-        "and the rest of the forward compute is unknown, and what follows holds for the model "
-        "up to that call."
+        f"Captured up to {cut.name}, which is not captured: it {cut.cause} at {where}. What it "
+        "and the rest of the forward compute is unknown; what follows holds for the model up "
+        "to that call."
     )
     report.verdict = f"{lead} {report.verdict}" if report.verdict else lead
 

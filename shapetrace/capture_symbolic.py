@@ -14,6 +14,12 @@ error message is kept), `path` when the model runs there but takes another path 
 turn, up to `max_paths`), `implied` when no size breaks it alone, `data` when it involves
 data-dependent sizes. See docs/capture.md for the measurements behind the choice of
 `torch.export` over `make_fx(tracing_mode="symbolic")`.
+
+Where the export cannot go on (Python looping over a data-dependent number of detections, or
+more data-dependent sizes than the caller's limit) inside a call a module's forward makes, the
+capture ends there: the graph is exact up to the values handed to that call, and
+`SymbolicCapture.uncaptured` says which call, why, and at which line of the model's code.
+Exports run one at a time (the patches on torch and the model's modules are process-wide).
 """
 
 from __future__ import annotations
@@ -223,6 +229,15 @@ class _OverBudget(Exception):
 
 class _TooManyUnbacked(_OverBudget):
     """The export made more data-dependent sizes than the capture's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} data-dependent sizes")
+        self.limit = limit
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _caused_by_type(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -508,8 +523,11 @@ def _cut_cause(exc: BaseException) -> str | None:
     """Why a call stops the export, in words; None when the failure is not one a cut answers
     (a time budget, an error of the model's)."""
     limit = _cause_of_type(exc, _TooManyUnbacked)
-    if limit is not None:
-        return f"makes {limit} (one or more per iteration of a loop over data-dependent sizes)"
+    if isinstance(limit, _TooManyUnbacked):
+        return (
+            f"makes more data-dependent sizes than the capture's limit of {limit.limit}, "
+            f"the {_ordinal(limit.limit + 1)}"
+        )
     guard = _cause_of_type(exc, GuardOnDataDependentSymNode)
     if guard is None:
         return None
@@ -1247,7 +1265,7 @@ def _data_assumptions(model: nn.Module, limits: _Limits, state: _CutState) -> It
             return create_unbacked(self, *args, **kwargs)
         created += 1
         if limits.max_unbacked is not None and created > limits.max_unbacked:
-            raise _TooManyUnbacked(f"more than {limits.max_unbacked} data-dependent sizes")
+            raise _TooManyUnbacked(limits.max_unbacked)
         return create_unbacked(self, *args, **kwargs)
 
     def evaluate(self: ShapeEnv, expr: Any, *args: Any, **kwargs: Any) -> Any:

@@ -593,7 +593,7 @@ def test_more_data_dependent_sizes_than_the_limit_end_the_capture_at_the_loop() 
     captured = capture_symbolic(model, [_x(8, 8)], max_unbacked=4)
     cut = captured.uncaptured
     assert cut is not None and cut.name == "keep"
-    assert cut.cause.startswith("makes more than 4 data-dependent sizes")
+    assert cut.cause == "makes more data-dependent sizes than the capture's limit of 4, the 5th"
     assert cut.code == "return torch.cat([s[s > 0] for s in scores])"
     cpu = PerClass().eval()
     with torch.no_grad():
@@ -623,7 +623,10 @@ def test_the_report_says_what_is_not_captured_and_why(
     assert reason.startswith("not captured: PostProcessed.paste (paste) loops over a data-")
     assert "test_capture_symbolic.py:" in reason and "for b in scaled" in reason
     assert {"node": "paste", "reason": reason} in report.domain["open"]
-    assert report.verdict.startswith("Captured up to paste, which loops over a data-dependent")
+    assert report.verdict.startswith(
+        "Captured up to paste, which is not captured: it loops over a data-dependent number of "
+        "items (u0) at test_capture_symbolic.py:"
+    )
     assert "PostProcessed.paste" in report.totals["uncounted"]
 
     source = tmp_path / "post.py"
