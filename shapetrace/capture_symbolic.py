@@ -464,6 +464,7 @@ class _CutState:
     active: list[int] = field(default_factory=list)
     serial: int = 0
     cut: _Cut | None = None
+    shape_env: ShapeEnv | None = None  # the export's, once it asks a question
     # The calls running when each assumption was made (by the Guard's id).
     assumed_in: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
@@ -519,7 +520,7 @@ class _Cut(Exception):
         )
 
 
-def _cut_cause(exc: BaseException) -> str | None:
+def _cut_cause(exc: BaseException, shape_env: ShapeEnv | None) -> str | None:
     """Why a call stops the export, in words; None when the failure is not one a cut answers
     (a time budget, an error of the model's)."""
     limit = _cause_of_type(exc, _TooManyUnbacked)
@@ -532,6 +533,10 @@ def _cut_cause(exc: BaseException) -> str | None:
     if guard is None:
         return None
     cond = getattr(guard, "cond", None)
+    sizes: set[Any] = getattr(shape_env, "size_like", set())
+    unbacked = free_unbacked_symbols(cond) if isinstance(cond, sympy.Basic) else set()
+    if not unbacked or any(sym not in sizes for sym in unbacked):
+        return f"needs a tensor's value in Python ({cond})"
     file, line = _innermost_user_line(guard)
     code = linecache.getline(file, line) if file and line else ""
     if re.search(r"\bfor\b", code):
@@ -630,7 +635,7 @@ def _watched(fn: Callable[..., Any], name: str, owner: str | None, state: _CutSt
         except _Cut:
             raise
         except Exception as exc:
-            cause = _cut_cause(exc)
+            cause = _cut_cause(exc, state.shape_env)
             # A tensor changed in place inside the call no longer holds what it was given.
             changed = any(v._version != n for v, n in zip(values, versions, strict=True))
             if cause is None or changed or mark is None:
@@ -1271,6 +1276,7 @@ def _data_assumptions(model: nn.Module, limits: _Limits, state: _CutState) -> It
     def evaluate(self: ShapeEnv, expr: Any, *args: Any, **kwargs: Any) -> Any:
         if not state.mine():
             return original(self, expr, *args, **kwargs)
+        state.shape_env = self
         if assumed and deadline is not None and time.process_time() > deadline:
             raise _OverBudget("the export ran past its time budget")
         try:

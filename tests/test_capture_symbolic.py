@@ -703,3 +703,28 @@ def test_a_list_of_images_is_captured_from_the_batch_without_plumbing_rows() -> 
     with torch.no_grad():
         eager = ImageList()([torch.randn(3, 16, 16)])[0]
     assert captured.shapes({"H": 16, "W": 16})["conv_1"] == tuple(eager.shape)
+
+
+class ValueInHelper(nn.Module):
+    """A branch on a tensor's value in a method the forward calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finish(self.conv(x))
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        return y if y.sum() > 0 else -y
+
+
+def test_a_branch_on_a_value_in_a_call_is_said_to_need_a_value_not_a_size() -> None:
+    _, captured = _capture(ValueInHelper, 16, 16)
+    cut = captured.uncaptured
+    assert cut is not None and cut.name == "finish"
+    assert cut.cause.startswith("needs a tensor's value in Python (")
+    assert cut.code == "return y if y.sum() > 0 else -y"
+    with torch.no_grad():
+        conv = ValueInHelper().conv(torch.randn(1, 3, 16, 16))
+    assert _output_shapes(captured, 16, 16) == [str(tuple(conv.shape))]
