@@ -216,6 +216,40 @@ def test_sizes_the_export_fixed_are_known_only_where_captured() -> None:
     assert len(_brute_force(Kron, domain, 32)) == 2 * (len(SIZES) - 1)
 
 
+class Tokens(nn.Module):
+    """A sequence model with a length check and a position table of 16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.position = nn.Parameter(torch.zeros(16, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > 16:
+            raise ValueError("at most 16 tokens")
+        return self.embed(x) + self.position[: x.shape[-1]]
+
+
+def test_a_sequence_axis_of_an_embedding_model_is_symbolic_too() -> None:
+    """An aten graph has no modules to say that an embedding reads the last dim: the axes are
+    the dims the capture made symbolic (was: no axis, no domain)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = shapetrace.analyze(Tokens(), "1x12:int64")
+    assert report.source["trace"] == "symbolic"
+    assert report.domain["L"] == [[1, 16]] and "open" not in report.domain
+    with torch.device("meta"):
+        model = Tokens().eval()
+    for n in range(1, 41):
+        try:
+            model(torch.zeros(1, n, dtype=torch.int64, device="meta"))
+            runs = True
+        except ValueError:
+            runs = False
+        assert in_domain(report.domain, {"L": n}) == runs, n
+    assert "at most 16 tokens" in report.verdict
+
+
 # -- pieces ------------------------------------------------------------------------------------
 
 

@@ -69,6 +69,12 @@ class Propagator:
             return (), None, env
         # Without a conv, embedding or linear layer to tell, N x C x spatial... is assumed.
         rank = value.dim() - 2 if value.is_floating_point() else 0
+        symbolic = self.context.capture.symbolic
+        spatial = getattr(symbolic, "spatial", ()) if symbolic is not None else ()
+        if spatial and len(spatial) < value.dim():
+            # A capture by torch.export made these dims symbolic (an aten graph has no
+            # modules to tell): a conv's spatial dims, an embedding's sequence.
+            rank = len(spatial)
         for node in self.gm.graph.nodes:
             if node.op != "call_module":
                 continue
