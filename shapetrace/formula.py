@@ -124,10 +124,22 @@ def compile_formulas(formulas: list[str]) -> Compiled:
     The function is generated from the checked syntax tree, never from the text itself, so a
     formula read from a report can call nothing but the functions of this language. Raises
     ValueError on anything that is not a formula."""
+    return compile_sources(sources(formulas))
+
+
+def sources(formulas: list[str]) -> list[str]:
+    """The Python text `compile_formulas` generates for each formula, checked: ValueError on
+    anything that is not a formula. Checking many formulas this way and compiling them together
+    (`compile_sources`) costs one `compile`, not one per formula."""
     try:
-        parts = [_source(ast.parse(f, mode="eval").body) for f in formulas]
+        return [_source(ast.parse(f, mode="eval").body) for f in formulas]
     except (SyntaxError, RecursionError, MemoryError) as exc:
         raise ValueError(f"not a shape formula: {exc}") from exc
+
+
+def compile_sources(parts: list[str]) -> Compiled:
+    """One function of the sizes computing every formula `sources` checked (see
+    `compile_formulas`)."""
     code = compile(f"({', '.join(parts)},)", "<shape formula>", "eval")
     env: dict[str, Any] = {"__builtins__": {}, "_F": Fraction, "_min": min, "_max": max}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shapetrace.domain import in_domain
-from shapetrace.formula import Compiled, compile_formulas
+from shapetrace.formula import Compiled, compile_sources, sources
 
 if TYPE_CHECKING:
     import networkx
@@ -419,26 +419,42 @@ class _Formulas:
     broken: dict[str, str]  # node name -> why its formula cannot be evaluated
 
 
+# Formulas parsed lately, by their text: the reports of one model at other sizes (the TUI's
+# confirmed report after each size change) have the same formulas, parsed once.
+_PARSED: dict[tuple[tuple[str, tuple[str, ...]], ...], _Formulas] = {}
+_PARSED_KEEP = 8
+
+
 def _formulas(report: Report) -> _Formulas:
     cached = report.__dict__.get("_formulas")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    texts: list[str] = []
+    key = tuple((n.name, tuple(n.shape_formula)) for n in report.nodes if n.shape_formula)
+    found = _PARSED.get(key)
+    if found is None:
+        found = _parse_formulas(report)
+        if len(_PARSED) >= _PARSED_KEEP:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[key] = found
+    report.__dict__["_formulas"] = found
+    return found
+
+
+def _parse_formulas(report: Report) -> _Formulas:
+    parts: list[str] = []
     spans: dict[str, tuple[int, int]] = {}
     broken: dict[str, str] = {}
     for node in report.nodes:
         if not node.shape_formula:
             continue
         try:
-            compile_formulas(node.shape_formula)
+            checked = sources(node.shape_formula)
         except ValueError as exc:
             broken[node.name] = f"its shape formula cannot be read: {exc}"
             continue
-        spans[node.name] = (len(texts), len(texts) + len(node.shape_formula))
-        texts.extend(node.shape_formula)
-    found = _Formulas(compile_formulas(texts) if texts else None, spans, broken)
-    report.__dict__["_formulas"] = found
-    return found
+        spans[node.name] = (len(parts), len(parts) + len(checked))
+        parts.extend(checked)
+    return _Formulas(compile_sources(parts) if parts else None, spans, broken)
 
 
 def _axes(report: Report) -> list[str]:

@@ -554,7 +554,7 @@ async def test_changing_the_input_from_224_to_448_shows_the_failure() -> None:
         await pilot.pause()
         assert cursor_name(app) == "avgpool"
         assert cell(app, "avgpool", "Output shape") == "(1, 2048, 1, 1)"
-        await pilot.press("i", *"448", "enter")
+        await pilot.press("i", *"224", "enter")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.report is not None, static_text(app, "#status")
@@ -582,6 +582,82 @@ async def test_changing_the_input_from_224_to_448_shows_the_failure() -> None:
         assert app.report.verdict and "Fix:" in app.report.verdict
         assert f"Verdict: {app.report.verdict}" in header
         assert app.query_one("#size", Input).value == "1x3x448x448"
+
+
+def table_cells(app: ShapetraceApp) -> list[list[str]]:
+    """Every cell the table holds, as text, row by row."""
+    table = table_of(app)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+@run_async
+async def test_a_size_the_formulas_accept_updates_the_cells_in_place_then_the_analysis_confirms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker's analysis is held back until the estimate has been looked at.
+    import threading
+
+    import shapetrace.views.tui.app as tui_app
+
+    release = threading.Event()
+    real = tui_app.analyse
+
+    def held(request: dict[str, Any]) -> Report:
+        release.wait(60)
+        return real(request)
+
+    monkeypatch.setattr(tui_app, "analyse", held)
+    import shapetrace
+
+    # Analysed now (the saved reports predate shape formulas): the formulas answer 224.
+    report = shapetrace.analyze("resnet50", "448")
+    app = ShapetraceApp(report)
+    async with app.run_test(size=WIDE) as pilot:
+        await unfold(app, pilot)
+        await pilot.press("slash", *"layer4.0.conv1", "enter", "escape")
+        await pilot.pause()
+        assert cursor_name(app) == "layer4.0.conv1"
+        assert cell(app, "layer4.0.conv1", "Output shape") == "(1, 512, 28, 28)"
+        fill, rows, cursor = app._fill, table_of(app).row_count, table_of(app).cursor_row
+        totals_lines = static_text(app, "#totals").count("\n")
+        await pilot.press("i", *"224", "enter")
+        await pilot.pause()
+        # The estimate, in the table as it stood: same fill (row keys), rows and cursor.
+        assert app.report is not None and "estimated" in app.report.source
+        assert app.report.input == [1, 3, 224, 224]
+        assert (app._fill, table_of(app).row_count, table_of(app).cursor_row) == (
+            fill,
+            rows,
+            cursor,
+        )
+        # 224 / 16 = 14 for layer4's first conv; its MACs follow: 512*14*14 outputs, each
+        # 1024 multiply-accumulates
+        assert cell(app, "layer4.0.conv1", "Output shape") == "Δ (1, 512, 14, 14)"
+        assert cell(app, "layer4.0.conv1", "MACs") == "102.76M"
+        # What only the meta run gives stays empty, in its column, until it confirms.
+        assert cell(app, "layer4.0.conv1", "Activations") == ""
+        assert cell(app, "layer4.0.conv1", "RF size/stride") == ""
+        assert "confirming" in static_text(app, "#status")
+        assert static_text(app, "#totals").count("\n") == totals_lines
+        assert "Peak activation memory: …" in static_text(app, "#totals")
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.report is app.confirmed and "estimated" not in app.report.source
+        assert app._fill == fill and cursor_name(app) == "layer4.0.conv1"
+        assert cell(app, "layer4.0.conv1", "Activations") == "392.0 KiB"  # 512*14*14*4 B
+        assert cell(app, "layer4.0.conv1", "RF size/stride") == "267/16"
+        assert "confirming" not in static_text(app, "#status")
+        # Updated in place, the table holds what a fresh window shows for that report
+        # (column widths aside).
+        updated = table_cells(app)
+        fresh = ShapetraceApp(app.report)
+        fresh.previous = None
+    async with fresh.run_test(size=WIDE) as pilot:
+        await unfold(fresh, pilot)
+        expected = table_cells(fresh)
+    # The fresh window marks nothing as changed: compare without the marks.
+    assert [[c.removeprefix("Δ ") for c in r] for r in updated] == expected
 
 
 @run_async

@@ -79,6 +79,15 @@ def tui_message(message: str) -> str:
     return re.sub(r"--input\b", "input", plain(message).splitlines()[0] if message else "")
 
 
+def _kept_columns(shown: Outline, new: Outline) -> list[Any]:
+    """The columns of `shown` when `new` has a subset of them (an estimate lacks receptive
+    fields and activation bytes), else `new`'s own."""
+    keys = {column.key for column in new.columns}
+    if keys <= {column.key for column in shown.columns}:
+        return list(shown.columns)
+    return new.columns
+
+
 class ShapetraceApp(App[None]):
     """Explore one model's report; change the input size and watch what changes or breaks."""
 
@@ -118,11 +127,20 @@ class ShapetraceApp(App[None]):
     }
 
     def __init__(
-        self, report: Report | None = None, *, request: dict[str, Any] | None = None
+        self,
+        report: Report | None = None,
+        *,
+        request: dict[str, Any] | None = None,
+        freeze_heap: bool = False,
     ) -> None:
         super().__init__()
         if report is None and request is None:
             raise ValueError("give a report or an analysis request")
+        # When the explorer is the whole process (`shapetrace MODEL --tui`): once the first
+        # analysis has imported torch, `gc.freeze()` its million objects, so that no garbage
+        # collection walks them again (a collection of the youngest-but-one generation took
+        # 100-400 ms of a size change).
+        self._freeze_heap = freeze_heap
         self.report: Report | None = report
         # A request means the user named the model on the command line: a new size rebuilds it
         # from that request. A report opened alone is data, re-analysed by name only.
@@ -142,6 +160,11 @@ class ShapetraceApp(App[None]):
         self._fill = 0
         self._filter_timer: Timer | None = None
         self._tree_nodes: dict[RowIndex, TreeNode[RowIndex]] = {}
+        # What the table holds, so a new size updates only the cells that differ.
+        self._column_keys: list[Any] = []
+        self._shown: dict[RowIndex, list[Text]] = {}
+        self._labels: dict[RowIndex, Text] = {}
+        self._texts: dict[str, Any] = {}  # what each Static shows (`_put`)
 
     # -- layout ---------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -199,6 +222,9 @@ class ShapetraceApp(App[None]):
 
     def _analysis_done(self, request: dict[str, Any], outcome: Report | BaseException) -> None:
         self.query_one("#main").loading = False
+        if self._freeze_heap:
+            self._freeze_heap = False
+            gc.freeze()
         if isinstance(outcome, Report):
             self._show(outcome)
             return
@@ -231,17 +257,20 @@ class ShapetraceApp(App[None]):
         if blocker:
             self._set_status(Text(plain(blocker), style="dim"))
             return
-        # The formulas answer at once; the worker's analysis on meta tensors confirms it.
-        estimated = estimate(self.confirmed or self.report, text)
-        if estimated is not None:
-            self._show(estimated)
-        else:
-            self._set_status(Text(f"analysing {plain(text)}…", style="italic"))
         if self.request is not None:
             request = dict(self.request, input=text)
         else:
             request = request_for(self.report, text)
-        self._analyse(request)
+        # The formulas answer at once; the worker's analysis on meta tensors confirms it. It
+        # starts once the estimate is on the screen: its torch work holds the GIL for a
+        # hundred milliseconds and more, which would delay the repaint the user waits for.
+        estimated = estimate(self.confirmed or self.report, text)
+        if estimated is not None:
+            self._show(estimated)
+            self.call_after_refresh(self._analyse, request)
+        else:
+            self._set_status(Text(f"analysing {plain(text)}…", style="italic"))
+            self._analyse(request)
         self.screen.set_focus(table)
 
     def _blocker(self, report: Report) -> str | None:
@@ -271,7 +300,15 @@ class ShapetraceApp(App[None]):
         estimated = "estimated" in report.source
         if not estimated:
             self.confirmed = report
-        self.outline = Outline.build(report, self.depth, self.previous)
+        shown = self.outline
+        # The rows of the report compared against, when they are the ones on the screen.
+        same = shown is not None and shown.report is self.previous and shown.depth == self.depth
+        rows_before = shown.rows if shown is not None and same else None
+        self.outline = Outline.build(report, self.depth, self.previous, rows_before)
+        if estimated and shown is not None:
+            # The formulas give no receptive field or activation bytes: keep their columns,
+            # empty until the analysis confirms, so the table keeps its layout.
+            self.outline.columns = _kept_columns(shown, self.outline)
         if first:
             self.collapsed = self.outline.answer_collapsed()
         self._update_header()
@@ -304,14 +341,54 @@ class ShapetraceApp(App[None]):
             self._build_tree()
             self._fill_table(self.outline.first_target() or 0)
             return
+        if shown is not None and self._update_in_place(shown):
+            return
         self._rebuild(keep)
+
+    def _update_in_place(self, shown: Outline) -> bool:
+        """Show the new outline in the tree and table as they stand when only cells differ
+        (the same rows, columns and visible rows: a new size): set the cells and tree labels
+        that changed, leave the rest, the cursor and the layout alone. False when the rows
+        or columns differ (then everything is rebuilt)."""
+        outline = self.outline
+        assert outline is not None
+        if [(r.kind, r.name, r.level) for r in outline.rows] != [
+            (r.kind, r.name, r.level) for r in shown.rows
+        ]:
+            return False
+        if outline.titles() != shown.titles() or len(self._column_keys) != len(outline.columns):
+            return False
+        if outline.visible(self.collapsed, self.query_text) != self.visible_rows:
+            return False
+        table: DataTable[Text] = self.query_one("#table", DataTable)
+        widths = [column.content_width for column in table.columns.values()]
+        for index in self.visible_rows:
+            cells = outline.cells(index, self.collapsed)
+            before = self._shown.get(index, [])
+            key = f"{self._fill}:{index}"
+            for column, cell in enumerate(cells):
+                if column < len(before) and cell == before[column]:
+                    continue
+                # A wider cell widens its column; a narrower one leaves it as it is (columns
+                # that shrink and grow at each size would make the table jump).
+                grow = cell.cell_len > widths[column]
+                table.update_cell(key, self._column_keys[column], cell, update_width=grow)
+            self._shown[index] = cells
+        for index, node in self._tree_nodes.items():
+            label = outline.tree_label(index)
+            if label != self._labels.get(index):
+                node.set_label(label)
+                self._labels[index] = label
+        self._update_filter_count()
+        self._select(self.selected)
+        return True
 
     def _update_header(self) -> None:
         assert self.report is not None and self.outline is not None
         folded = bool(self.collapsed) and self.depth is None
-        self.query_one("#header", Static).update(header_text(self.report, self.depth, folded))
-        self.query_one("#totals", Static).update(totals_text(self.report))
-        self.query_one("#legend", Static).update(legend_text(bool(self.outline.changed)))
+        self._put("#header", header_text(self.report, self.depth, folded))
+        self._put("#totals", totals_text(self.report))
+        self._put("#legend", legend_text(bool(self.outline.changed)))
 
     def _selection_key(self) -> tuple[str, str] | None:
         if self.outline is None or self.selected is None:
@@ -334,13 +411,14 @@ class ShapetraceApp(App[None]):
         tree.root.set_label(Text(plain(self.report.model), style="bold"))
         tree.root.expand()
         self._tree_nodes = {}
+        self._labels = {}
         stack: list[tuple[TreeNode[RowIndex], int]] = [
             (tree.root, i) for i in reversed(outline.children[None])
         ]
         while stack:
             parent, index = stack.pop()
             row = outline.rows[index]
-            label = outline.tree_label(index)
+            label = self._labels[index] = outline.tree_label(index)
             if row.kind == "group":
                 node = parent.add(label, data=index, expand=row.name not in self.collapsed)
                 stack.extend((node, child) for child in reversed(outline.children[index]))
@@ -357,9 +435,12 @@ class ShapetraceApp(App[None]):
         self._positions = {index: pos for pos, index in enumerate(self.visible_rows)}
         self._fill += 1
         table.clear(columns=True)
-        table.add_columns(*outline.titles())
+        self._column_keys = table.add_columns(*outline.titles())
+        self._shown = {}
         for index in self.visible_rows:
-            table.add_row(*outline.cells(index, self.collapsed), key=f"{self._fill}:{index}")
+            cells = outline.cells(index, self.collapsed)
+            self._shown[index] = cells
+            table.add_row(*cells, key=f"{self._fill}:{index}")
         self._update_filter_count()
         if select is not None and select not in self._positions:
             # The row is hidden: select its nearest visible enclosing group instead.
@@ -376,19 +457,34 @@ class ShapetraceApp(App[None]):
     def _select(self, index: RowIndex | None) -> None:
         """Show the details of row `index`."""
         self.selected = index
-        body = self.query_one("#details-body", Static)
         if index is None or self.outline is None:
-            body.update(Text("no row matches", style="dim"))
+            self._put("#details-body", Text("no row matches", style="dim"))
             return
-        body.update(details_text(self.outline, index))
+        self._put("#details-body", details_text(self.outline, index))
+
+    def _put(self, selector: str, text: Text) -> None:
+        """Show `text` in a Static unless it shows it already. The screen is laid out again
+        only when the text may take another height: a different number of lines, or a line
+        wider than the widget (which wraps); otherwise only the widget is repainted."""
+        key = (text.plain, text.spans, text.style, text.justify)
+        shown = self._texts.get(selector)
+        if shown is not None and shown[0] == key:
+            return
+        widget = self.query_one(selector, Static)
+        width = widget.content_size.width
+        lines = [line.cell_len for line in text.split("\n", allow_blank=True)]
+        fits = bool(lines) and max(lines) <= width
+        same_height = shown is not None and shown[1] and fits and shown[2] == len(lines)
+        self._texts[selector] = (key, fits, len(lines))
+        widget.update(text, layout=not same_height)
 
     def _set_status(self, text: Text) -> None:
-        self.query_one("#status", Static).update(text)
+        self._put("#status", text)
 
     def _update_filter_count(self) -> None:
         total = len(self.outline.rows) if self.outline else 0
-        count = self.query_one("#filter-count", Static)
-        count.update(f"{len(self.visible_rows)} of {total} rows" if self.query_text else "")
+        shown = f"{len(self.visible_rows)} of {total} rows" if self.query_text else ""
+        self._put("#filter-count", Text(shown))
 
     # -- keeping the tree and the table in step --------------------------------------------
     # The focused one of the two leads; the other follows. Events that arrive after the cursor
@@ -617,7 +713,7 @@ def run_tui(
         )
     if request is not None and request.get("input"):
         validate_input(input_text(request["input"]))
-    app = ShapetraceApp(report, request=request)
+    app = ShapetraceApp(report, request=request, freeze_heap=True)
     # Once torch is loaded, the interpreter's final garbage collection walks millions of its
     # objects (about 2 s after `q`); objects frozen at exit are skipped, so the shell is back at
     # once. Only at exit: a caller that keeps running is not affected.

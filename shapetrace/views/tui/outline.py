@@ -79,12 +79,17 @@ class Outline:
 
     @classmethod
     def build(
-        cls, report: Report, depth: int | None = None, previous: Report | None = None
+        cls,
+        report: Report,
+        depth: int | None = None,
+        previous: Report | None = None,
+        previous_rows: list[Row] | None = None,
     ) -> Outline:
         """Rows in graph order; a row's parent is the nearest group row above it, one level up.
 
         With `previous` (the report shown before a size change), rows whose output shape or
-        state differs from the same node's or module's there are marked as changed."""
+        state differs from the same node's or module's there are marked as changed;
+        `previous_rows` are its rows at `depth` when the caller has them."""
         rows = build_rows(report, depth)
         parents: list[int | None] = []
         children: dict[int | None, list[int]] = {None: []}
@@ -111,7 +116,9 @@ class Outline:
             users,
             by_name,
             _tui_order(columns_for(report, rows)),
-            _changed(rows, previous, depth) if previous is not None else set(),
+            _changed(rows, previous_rows or build_rows(previous, depth))
+            if previous is not None
+            else set(),
         )
 
     # -- nesting -------------------------------------------------------------------------
@@ -294,12 +301,9 @@ def _tui_order(columns: list[Column]) -> list[Column]:
     return rest[:at] + dep + rest[at:]
 
 
-def _changed(rows: list[Row], previous: Report, depth: int | None) -> set[str]:
+def _changed(rows: list[Row], previous: list[Row]) -> set[str]:
     """Names of rows whose output shape, state or status is not what it was in `previous`."""
-    before = {
-        (row.kind, row.name): (row.shape, row_state(row), row.status)
-        for row in build_rows(previous, depth)
-    }
+    before = {(row.kind, row.name): (row.shape, row_state(row), row.status) for row in previous}
     return {
         row.name
         for row in rows
