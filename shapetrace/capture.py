@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,25 +254,16 @@ def _lookup(root: nn.Module, target: str) -> Any:
 
 def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capture:
     """Trace `model` (in its current train/eval mode) with torchvision-style names."""
-    tracer = _NamingTracer(model)
-    try:
-        graph = tracer.trace(model, concrete_args=concrete_args)
-        # Compiling the graph's code can fail too (module names fx cannot quote).
-        graph_module = fx.GraphModule(tracer.root, graph, type(model).__name__)
-    except Exception as exc:
-        if tracer.own_error is not None and caused_by(exc, tracer.own_error):
-            raise  # a bug of ours: an internal error, not an untraceable model
-        site, module_type = tracer.where
-        control_flow = tracer.control_flow is not None and caused_by(exc, tracer.control_flow)
-        raise TraceFailure(exc, site, module_type, control_flow) from exc
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:
-        # sys.exit() in the model's forward: not a trace failure to fall back from (the eager
-        # run would call it again), and never a silent exit 0.
-        site, module_type = tracer.where
-        where = f"{site} ({module_type})" if site else module_type
-        raise CannotAnalyse(f"the model {describe_exit(exc)} in forward, in {where}") from exc
+    tracer, graph = _traced(model, lambda t: t.trace(model, concrete_args=concrete_args))
+    return _capture(model, tracer, graph)
+
+
+def _capture(model: nn.Module, tracer: _NamingTracer, graph: fx.Graph) -> Capture:
+    """The Capture of a traced graph: its GraphModule, names, sites and module calls."""
+    # Compiling the graph's code can fail too (module names fx cannot quote).
+    name = type(model).__name__
+    graph_module = _traced(model, lambda t: fx.GraphModule(t.root, graph, name), tracer)[1]
+    _remember_compiled(model, graph)
     _constants_to_meta(graph_module)
     # GraphModule copies the graph; map our names onto its nodes, which keep the same order.
     names: dict[fx.Node, str] = {}
@@ -291,6 +283,52 @@ def trace(model: nn.Module, concrete_args: dict[str, Any] | None = None) -> Capt
         called=tracer.called,
         used_tensors=tracer.used_tensors,
     )
+
+
+# The last graph of each model that compiled into a GraphModule, by the model's id: a graph
+# written the same way compiles too (see `called_modules`). An entry lives as long as its model.
+_COMPILED: dict[int, tuple[weakref.ref[nn.Module], fx.Graph]] = {}
+
+
+def _remember_compiled(model: nn.Module, graph: fx.Graph) -> None:
+    key = id(model)
+    try:
+        ref = weakref.ref(model, lambda _: _COMPILED.pop(key, None))
+    except TypeError:
+        return  # a model that takes no weak reference: its graphs are always compiled
+    _COMPILED[key] = (ref, graph)
+
+
+def _compiled(model: nn.Module) -> fx.Graph | None:
+    entry = _COMPILED.get(id(model))
+    return entry[1] if entry is not None and entry[0]() is model else None
+
+
+def _traced(
+    model: nn.Module,
+    step: Callable[[_NamingTracer], Any],
+    tracer: _NamingTracer | None = None,
+) -> tuple[_NamingTracer, Any]:
+    """Run one step of a trace (tracing, or building the GraphModule), its errors told apart:
+    shapetrace's own raise as they are, the model's become a `TraceFailure`, and a
+    `sys.exit()` in forward a one-line `CannotAnalyse`."""
+    tracer = tracer or _NamingTracer(model)
+    try:
+        return tracer, step(tracer)
+    except Exception as exc:
+        if tracer.own_error is not None and caused_by(exc, tracer.own_error):
+            raise  # a bug of ours: an internal error, not an untraceable model
+        site, module_type = tracer.where
+        control_flow = tracer.control_flow is not None and caused_by(exc, tracer.control_flow)
+        raise TraceFailure(exc, site, module_type, control_flow) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        # sys.exit() in the model's forward: not a trace failure to fall back from (the eager
+        # run would call it again), and never a silent exit 0.
+        site, module_type = tracer.where
+        where = f"{site} ({module_type})" if site else module_type
+        raise CannotAnalyse(f"the model {describe_exit(exc)} in forward, in {where}") from exc
 
 
 def _constants_to_meta(gm: fx.GraphModule) -> None:
@@ -320,13 +358,89 @@ def _map_nodes(value: Any, mapping: dict[fx.Node, fx.Node]) -> Any:
 
 
 def called_modules(model: nn.Module, training: bool) -> tuple[set[int], set[int]] | None:
-    """Ids of the modules and tensors a forward uses in the given mode (None if untraceable)."""
+    """Ids of the modules and tensors a forward uses in the given mode (None if untraceable).
+
+    Only the trace is needed, not its GraphModule: that is built (and its code compiled, which
+    can fail) only when the graph is not written exactly as one of this model that compiled
+    already, or reads a tensor that is not on meta (which building it would move there)."""
     was_training = model.training
     model.train(training)
     try:
-        capture = trace(model)
+        tracer, graph = _traced(model, lambda t: t.trace(model))
+        compiled = _compiled(model)
+        if compiled is None or not _same_code(graph, compiled) or _reads_real_tensors(graph, model):
+            capture = _capture(model, tracer, graph)
+            return capture.called, capture.used_tensors
     except TraceFailure:
         return None
     finally:
         model.train(was_training)
-    return capture.called, capture.used_tensors
+    return tracer.called, tracer.used_tensors
+
+
+def _same_code(graph: fx.Graph, other: fx.Graph) -> bool:
+    """Whether two graphs have the same nodes (names, ops, targets, arguments, types), so that
+    fx writes the same code for both."""
+    a, b = list(graph.nodes), list(other.nodes)
+    if len(a) != len(b) or graph._codegen.__class__ is not other._codegen.__class__:
+        return False
+    index = {n: i for i, n in enumerate(a)}
+    index_b = {n: i for i, n in enumerate(b)}
+    try:
+        for x, y in zip(a, b, strict=True):
+            if (x.name, x.op, x.type) != (y.name, y.op, y.type):
+                return False
+            if not (x.target is y.target or (isinstance(x.target, str) and x.target == y.target)):
+                return False
+            args_x = _refs((x.args, x.kwargs), index)
+            args_y = _refs((y.args, y.kwargs), index_b)
+            if not _equal(args_x, args_y):
+                return False
+    except Exception:
+        return False  # arguments that do not compare: not known to be the same
+    return True
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A node argument, by its position in its graph."""
+
+    index: int
+
+
+def _refs(value: Any, index: dict[fx.Node, int]) -> Any:
+    """`value` with each node replaced by its position."""
+    if isinstance(value, fx.Node):
+        return _Ref(index[value])
+    if isinstance(value, (tuple, list)):
+        return type(value)(_refs(v, index) for v in value)
+    if isinstance(value, dict):
+        return {k: _refs(v, index) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(_refs(value.start, index), _refs(value.stop, index), _refs(value.step, index))
+    return value
+
+
+def _equal(x: Any, y: Any) -> bool:
+    """Equal arguments of the same types all the way down (1 and 1.0 and True differ)."""
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, (tuple, list)):
+        return len(x) == len(y) and all(_equal(u, v) for u, v in zip(x, y, strict=True))
+    if isinstance(x, dict):
+        return list(x) == list(y) and all(_equal(x[k], y[k]) for k in x)
+    if isinstance(x, slice):
+        return _equal((x.start, x.stop, x.step), (y.start, y.stop, y.step))
+    if isinstance(x, (_Ref, int, float, str, bool, type(None), torch.dtype, torch.device)):
+        return bool(x == y)
+    return x is y
+
+
+def _reads_real_tensors(graph: fx.Graph, model: nn.Module) -> bool:
+    """Whether a get_attr node reads a tensor not on meta (a GraphModule would move it)."""
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            value = _lookup(model, str(node.target))
+            if isinstance(value, torch.Tensor) and value.device.type != "meta":
+                return True
+    return False

@@ -123,3 +123,59 @@ def test_huge_input_costs_nothing_extra_and_gives_exact_shapes() -> None:
     report = shapetrace.analyze("resnet50", "1x3x8192x8192")
     assert report.module("layer4").shape == [1, 2048, 256, 256]
     assert report.node("conv1").shape == [1, 64, 4096, 4096]
+
+
+class _TrainOnly(torch.nn.Module):
+    """A module used only in training, registered under a name fx cannot write (`self.if`)."""
+
+    def __init__(self, keyword: bool) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.add_module("if" if keyword else "extra", torch.nn.ReLU())
+        self.keyword = keyword
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.training:
+            x = getattr(self, "if" if self.keyword else "extra")(x)
+        return x
+
+
+class _Same(torch.nn.Module):
+    """The same graph in both modes; one module never called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.drop = torch.nn.Dropout()
+        self.unused = torch.nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.conv(x)) + 1
+
+
+@pytest.mark.parametrize("model", [_Same(), _TrainOnly(keyword=False)])
+def test_called_modules_in_the_other_mode_match_a_full_trace(model: torch.nn.Module) -> None:
+    """The other mode's trace skips building its GraphModule when the graph is written like the
+    one already compiled; what it finds is what a full trace finds."""
+    from shapetrace.capture import called_modules, trace
+
+    model = model.to("meta").eval()
+    trace(model)
+    found = called_modules(model, training=True)
+    model.train()
+    full = trace(model)
+    model.eval()
+    assert found == (full.called, full.used_tensors)
+    assert not model.training
+
+
+def test_called_modules_fail_where_the_other_modes_code_does_not_compile() -> None:
+    from shapetrace.capture import TraceFailure, called_modules, trace
+
+    model = _TrainOnly(keyword=True).to("meta").eval()
+    trace(model)  # compiles: `self.if` is only called in training
+    with pytest.raises(TraceFailure):
+        trace(model.train())
+    model.eval()
+    assert called_modules(model, training=True) is None
