@@ -250,6 +250,42 @@ def test_a_sequence_axis_of_an_embedding_model_is_symbolic_too() -> None:
     assert "at most 16 tokens" in report.verdict
 
 
+class PositiveColumns(nn.Module):
+    """Keeps the columns where the first row is positive: a data-dependent width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        keep = torch.nonzero(y[0, 0, 0] > 0)[:, 0]
+        return y.index_select(3, keep)
+
+
+def test_a_data_dependent_width_stays_a_symbol_and_bounds_nothing() -> None:
+    """The kept width is `u0`: no formula in H, W writes it, and it constrains neither axis;
+    the domain is the conv's (checked by CPU runs: meta tensors cannot run `nonzero`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = shapetrace.analyze(PositiveColumns(), "1x3x16x16")
+    assert report.source["trace"] == "symbolic"
+    last = report.nodes[-1]
+    assert last.shape == [1, 4, 14, "u0"] and last.shape_formula is None
+    assert last.missing == {"shape_formula": "a size that depends on tensor values (u0)"}
+    assert report.domain["H"] == [[3, None]] and report.domain["W"] == [[3, None]]
+    torch.manual_seed(0)
+    model = PositiveColumns().eval()
+    for h, w in [(h, 16) for h in range(1, 31)] + [(16, w) for w in range(1, 31)]:
+        try:
+            with torch.no_grad():
+                model(torch.randn(1, 3, h, w))
+            runs = True
+        except RuntimeError:
+            runs = False
+        assert in_domain(report.domain, {"H": h, "W": w}) == runs, (h, w)
+
+
 # -- pieces ------------------------------------------------------------------------------------
 
 

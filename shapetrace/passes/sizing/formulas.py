@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from torch import fx
 
+from shapetrace.passes.sizing.exported import Data
 from shapetrace.passes.sizing.expr import (
     Atom,
     CeilPool,
@@ -203,8 +204,12 @@ class FormulaWriter:
                 )
                 continue
             texts = [self.text(d) for d in value.shape]
+            atoms = {a for d in value.shape for m, _ in d.terms for a in m}
+            data = sorted(a.key for a in atoms if isinstance(a, Data))
             if all(t is not None for t in texts):
                 out[node] = [t for t in texts if t is not None]
+            elif data:
+                self.missing[node] = f"a size that depends on tensor values ({', '.join(data)})"
             else:
                 self.missing[node] = "a size no formula writes exactly (a float scale factor)"
         return out
