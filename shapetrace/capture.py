@@ -72,6 +72,10 @@ class Capture:
     module_calls: dict[fx.Node, str] = field(default_factory=dict)
     hidden: set[fx.Node] = field(default_factory=set)
     symbolic: Any = None
+    # call_module targets already looked up (`module_of`), for this capture's graph module.
+    _layers: dict[str, nn.Module] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def nodes(self) -> Iterator[fx.Node]:
         """Graph nodes in execution order, without the output node and hidden nodes."""
@@ -83,7 +87,11 @@ class Capture:
         """The basic layer a node calls: a call_module's target, or the module whose call an
         aten-level node's output is."""
         if node.op == "call_module":
-            return self.graph_module.get_submodule(str(node.target))
+            target = str(node.target)
+            found = self._layers.get(target)
+            if found is None:
+                found = self._layers[target] = self.graph_module.get_submodule(target)
+            return found
         path = self.module_calls.get(node)
         if path is None:
             return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.fx import traceback as fx_traceback
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from shapetrace.errors import caused_by, first_line
@@ -264,7 +265,13 @@ class _ShapeInterpreter(fx.Interpreter):
 
     def run_node(self, n: fx.Node) -> Any:
         self._node = n
-        value = super().run_node(n)
+        if fx_traceback.has_preserved_node_meta():
+            value = super().run_node(n)
+        else:
+            # fx's run_node without its context manager, which only sets the current node's
+            # metadata for code that preserves it (none here): two generators per node.
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            value = getattr(self, n.op)(n.target, args, kwargs)
         self.out.results[n] = summarize(value)
         self.out.values[n] = value
         return value
