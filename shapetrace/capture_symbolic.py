@@ -441,10 +441,10 @@ def _capture_one(
         model=model,
     )
     capture.symbolic = result
-    if cut is not None:
-        result.uncaptured = cut.record(capture)
     _classify(result, runner, inputs, spatial, probe_limit)
     _tidy(result, placeholders, labels)
+    if cut is not None:
+        result.uncaptured = cut.record(capture)
     return result
 
 
@@ -501,7 +501,8 @@ class _Cut(Exception):
         file, line = _innermost_user_line(self.failure)
         code = linecache.getline(file, line).strip() if file and line else None
         output = next(n for n in capture.graph_module.graph.nodes if n.op == "output")
-        names = [capture.names[n] for n in output.all_input_nodes if n in capture.names]
+        rows = set(capture.nodes())
+        names = [capture.names[n] for n in output.all_input_nodes if n in rows]
         taken = set(capture.names.values())
         name, index = self.name, 0
         while name in taken:
