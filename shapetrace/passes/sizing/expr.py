@@ -413,25 +413,30 @@ def scaled(x: Poly, scale: float) -> Poly:
 
 
 class Evaluator:
-    """Evaluates polynomials at one assignment of the symbols, caching atom values."""
+    """Evaluates polynomials at one assignment of the symbols, caching atom values (by the
+    atom's key, which is what atoms compare by: a string hashes without a Python call)."""
 
     __slots__ = ("cache", "env")
 
     def __init__(self, env: dict[str, int]) -> None:
         self.env = env
-        self.cache: dict[Atom, int] = {}
+        self.cache: dict[str, int] = {}
 
     def atom(self, atom: Atom) -> int:
-        value = self.cache.get(atom)
+        value = self.cache.get(atom.key)
         if value is None:
-            value = self.cache[atom] = atom.compute(self)
+            value = self.cache[atom.key] = atom.compute(self)
         return value
 
     def poly(self, p: Poly) -> int:
         total = p.const
+        cache = self.cache
         for mono, coef in p.terms:
             term = coef
             for a in mono:
-                term *= self.atom(a)
+                value = cache.get(a.key)
+                if value is None:
+                    value = cache[a.key] = a.compute(self)
+                term *= value
             total += term
         return total
