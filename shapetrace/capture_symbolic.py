@@ -957,9 +957,11 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
 
 # -- the graph as the passes read it -----------------------------------------------------------
 
-# Runtime checks export adds on data-dependent sizes (`u0 >= 0`): bookkeeping, not the model's.
+# Runtime checks export adds on data-dependent sizes (`u0 >= 0`) and on a tensor's dtype before
+# a `to` (`_assert_tensor_metadata`): bookkeeping, not the model's.
 _RUNTIME_CHECKS = {
     torch.ops.aten._assert_scalar.default,
+    torch.ops.aten._assert_tensor_metadata.default,
     torch.ops.aten.sym_constrain_range_for_size.default,
     torch.ops.aten._assert_async.msg,
 }
