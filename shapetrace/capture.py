@@ -389,58 +389,49 @@ def called_modules(model: nn.Module, training: bool) -> tuple[set[int], set[int]
 def _same_code(graph: fx.Graph, other: fx.Graph) -> bool:
     """Whether two graphs have the same nodes (names, ops, targets, arguments, types), so that
     fx writes the same code for both."""
-    a, b = list(graph.nodes), list(other.nodes)
-    if len(a) != len(b) or graph._codegen.__class__ is not other._codegen.__class__:
+    if len(graph.nodes) != len(other.nodes):
         return False
-    index = {n: i for i, n in enumerate(a)}
-    index_b = {n: i for i, n in enumerate(b)}
+    if type(graph._codegen) is not type(other._codegen):
+        return False
+    index: dict[fx.Node, int] = {}
+    index_other: dict[fx.Node, int] = {}
     try:
-        for x, y in zip(a, b, strict=True):
-            if (x.name, x.op, x.type) != (y.name, y.op, y.type):
+        for i, (x, y) in enumerate(zip(graph.nodes, other.nodes, strict=True)):
+            if x.name != y.name or x.op != y.op or x.type != y.type:
                 return False
-            if not (x.target is y.target or (isinstance(x.target, str) and x.target == y.target)):
+            if not (x.target is y.target or (type(x.target) is str and x.target == y.target)):
                 return False
-            args_x = _refs((x.args, x.kwargs), index)
-            args_y = _refs((y.args, y.kwargs), index_b)
-            if not _equal(args_x, args_y):
+            if not _same_arg(x.args, y.args, index, index_other):
                 return False
+            if not _same_arg(x.kwargs, y.kwargs, index, index_other):
+                return False
+            index[x], index_other[y] = i, i
     except Exception:
         return False  # arguments that do not compare: not known to be the same
     return True
 
 
-@dataclass(frozen=True)
-class _Ref:
-    """A node argument, by its position in its graph."""
-
-    index: int
+_PLAIN = (int, float, str, bool, type(None), torch.dtype, torch.device)
 
 
-def _refs(value: Any, index: dict[fx.Node, int]) -> Any:
-    """`value` with each node replaced by its position."""
-    if isinstance(value, fx.Node):
-        return _Ref(index[value])
-    if isinstance(value, (tuple, list)):
-        return type(value)(_refs(v, index) for v in value)
-    if isinstance(value, dict):
-        return {k: _refs(v, index) for k, v in value.items()}
-    if isinstance(value, slice):
-        return slice(_refs(value.start, index), _refs(value.stop, index), _refs(value.step, index))
-    return value
-
-
-def _equal(x: Any, y: Any) -> bool:
-    """Equal arguments of the same types all the way down (1 and 1.0 and True differ)."""
-    if type(x) is not type(y):
+def _same_arg(x: Any, y: Any, index: dict[fx.Node, int], index_other: dict[fx.Node, int]) -> bool:
+    """Equal arguments of the same types all the way down (1 and 1.0 and True differ); a node
+    by its position in its graph."""
+    kind = type(x)
+    if kind is not type(y):
         return False
-    if isinstance(x, (tuple, list)):
-        return len(x) == len(y) and all(_equal(u, v) for u, v in zip(x, y, strict=True))
-    if isinstance(x, dict):
-        return list(x) == list(y) and all(_equal(x[k], y[k]) for k in x)
-    if isinstance(x, slice):
-        return _equal((x.start, x.stop, x.step), (y.start, y.stop, y.step))
-    if isinstance(x, (_Ref, int, float, str, bool, type(None), torch.dtype, torch.device)):
+    if kind is fx.Node:
+        return index.get(x, -1) == index_other.get(y, -2)
+    if kind in _PLAIN:
         return bool(x == y)
+    if isinstance(x, (tuple, list)):
+        return len(x) == len(y) and all(
+            _same_arg(u, v, index, index_other) for u, v in zip(x, y, strict=True)
+        )
+    if isinstance(x, dict):
+        return list(x) == list(y) and all(_same_arg(x[k], y[k], index, index_other) for k in x)
+    if kind is slice:
+        return _same_arg((x.start, x.stop, x.step), (y.start, y.stop, y.step), index, index_other)
     return x is y
 
 
