@@ -554,7 +554,7 @@ async def test_changing_the_input_from_224_to_448_shows_the_failure() -> None:
         await pilot.pause()
         assert cursor_name(app) == "avgpool"
         assert cell(app, "avgpool", "Output shape") == "(1, 2048, 1, 1)"
-        await pilot.press("i", *"224", "enter")
+        await pilot.press("i", *"448", "enter")
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.report is not None, static_text(app, "#status")
