@@ -58,7 +58,8 @@ class _Residual(nn.Module):
         w = torch.add(z, self.bn(z))  # one with, one without
         s = x + x  # neither has one
         t = z + z.permute(0, 1, 3, 2)  # a transposed operand: the real kernel
-        return self.down(w + t + s.sum())
+        r = torch.nn.functional.relu(w) + torch.relu(z)  # functional ReLUs
+        return self.down(w + t + s.sum() + r)
 
 
 def test_shortcut_values_have_the_real_kernels_metadata() -> None:
