@@ -44,7 +44,9 @@ def run(context: PassContext) -> None:
         if fx_node not in values:  # not reached: the model broke earlier
             continue
         try:
-            (node.macs, node.flops), per_element = _cost_and_scaling(gm, fx_node, values)
+            # A module call's layer as the capture already looked it up.
+            layer = context.capture.module_of(fx_node) if fx_node.op == "call_module" else None
+            (node.macs, node.flops), per_element = _cost_and_scaling(gm, fx_node, values, layer)
             node.cost_per_element = per_element
         except NoFormula as why:
             node.why_missing("macs", str(why))
@@ -71,7 +73,10 @@ def node_cost(gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]) -> 
 
 
 def _cost_and_scaling(
-    gm: fx.GraphModule, node: fx.Node, values: dict[fx.Node, Any]
+    gm: fx.GraphModule,
+    node: fx.Node,
+    values: dict[fx.Node, Any],
+    module: nn.Module | None = None,
 ) -> tuple[Cost, list[int] | None]:
     """The node's cost and, where its rule makes the cost a fixed multiple of its output's
     elements at every size, that multiple as `[macs, flops]` per output element (else None):
@@ -81,7 +86,8 @@ def _cost_and_scaling(
         return ZERO, [0, 0]
     if not tensors_in(out):  # shape arithmetic: size(), getattr, int maths, asserts
         return ZERO, [0, 0]
-    module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+    if module is None and node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
     if module is not None and node.args:
         # Norms and activations: rules that read no argument and no configuration (the
         # output's elements) need no binding of the module's configuration.

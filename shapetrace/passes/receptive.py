@@ -335,6 +335,7 @@ class _Walk:
 
     def __init__(self, context: PassContext) -> None:
         self.values = context.shapes.values
+        self.capture = context.capture
         self.graph_module = context.capture.graph_module
         self.labels = {node: entry.type for node, entry in context.by_fx.items()}
         self.states: dict[fx.Node, State] = {}
@@ -403,7 +404,7 @@ class _Walk:
                 # Norms, dropout, activations: rules that read no configuration (`passes`: the
                 # field of the first argument; `elementwise`: of the tensor arguments) run
                 # without binding the module's configuration through the registry.
-                module = self.graph_module.get_submodule(str(node.target))
+                module = self.capture.module_of(node)  # looked up once per analysis
                 entry = ops.lookup_target(node.op, node.target, module)
                 rule = FAMILY_RULES.get(entry.family) if entry is not None else None
                 if entry is not None and rule is _Walk.passes:
