@@ -21,7 +21,7 @@ from shapetrace import ops
 from shapetrace.ops import Family
 from shapetrace.passes import PassContext
 from shapetrace.passes.shapes import tensors_in
-from shapetrace.report import Node, Report
+from shapetrace.report import Report
 
 Cost = tuple[int, int]  # (macs, flops)
 ZERO: Cost = (0, 0)
@@ -521,23 +521,33 @@ def _module_sums(report: Report) -> None:
     """A module's cost is the sum over the counted nodes called from inside it. A shared
     module's own entry (calls == 0, its calls listed under their call sites) sums the nodes
     that call it, wherever from."""
-    by_site: dict[str, list[Node]] = {}
-    by_target: dict[str, list[Node]] = {}
+    # Per path: [MACs, FLOPs] of the counted nodes inside it, summed as the nodes are read.
+    by_site: dict[str, list[int]] = {}
+    by_target: dict[str, list[int]] = {}
     for node in report.nodes:
         if node.macs is None:
             continue
+        macs, flops = node.macs or 0, node.flops or 0
         for prefix in _prefixes(node.module):
-            by_site.setdefault(prefix, []).append(node)
+            _add(by_site, prefix, macs, flops)
         if node.op == "call_module":
             for prefix in _prefixes(node.target):
-                by_target.setdefault(prefix, []).append(node)
+                _add(by_target, prefix, macs, flops)
     for module in report.modules:
-        members = by_site.get(module.path)
-        if not members and module.calls == 0:
-            members = by_target.get(module.path)
-        if members:
-            module.macs = sum(n.macs or 0 for n in members)
-            module.flops = sum(n.flops or 0 for n in members)
+        sums = by_site.get(module.path)
+        if sums is None and module.calls == 0:
+            sums = by_target.get(module.path)
+        if sums is not None:
+            module.macs, module.flops = sums
+
+
+def _add(sums: dict[str, list[int]], path: str, macs: int, flops: int) -> None:
+    found = sums.get(path)
+    if found is None:
+        sums[path] = [macs, flops]
+    else:
+        found[0] += macs
+        found[1] += flops
 
 
 def _prefixes(path: str | None) -> list[str]:
