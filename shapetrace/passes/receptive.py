@@ -1025,6 +1025,8 @@ def run(context: PassContext) -> None:
     # Many nodes share a field (a conv, its norm, its activation): answer each question once.
     covered: dict[tuple[Axis, int, int | None], bool] = {}
     largest: dict[Axis, int] = {}
+    # By field object (kept alive in walk.states) and output shape.
+    answers: dict[tuple[int, tuple[int, ...]], tuple[bool, list[int]]] = {}
     for node, state in walk.states.items():
         if state is None or not isinstance(walk.values[node], torch.Tensor):
             continue
@@ -1039,19 +1041,24 @@ def run(context: PassContext) -> None:
             entry.rf_covers_input, entry.rf_covers_input_up_to = True, None
         elif isinstance(state, Spatial):
             shape = walk.shape(node)
-            units: list[int | None] = [None] * len(state.axes)
-            for d, e in enumerate(state.layout):
-                if e is not None and e != FLAT:
-                    units[e] = shape[d]
-            keys = list(zip(state.axes, sizes, units, strict=True))
-            for key in keys:
-                if key not in covered:
-                    covered[key] = covers(*key)
-            for axis in state.axes:
-                if axis not in largest:
-                    largest[axis] = covers_up_to(axis)
-            entry.rf_covers_input = all(covered[key] for key in keys)
-            entry.rf_covers_input_up_to = [largest[a] for a in state.axes]
+            # A conv, its norm and its activation share one field object and one shape.
+            answer = answers.get((id(state), shape))
+            if answer is None:
+                units: list[int | None] = [None] * len(state.axes)
+                for d, e in enumerate(state.layout):
+                    if e is not None and e != FLAT:
+                        units[e] = shape[d]
+                keys = list(zip(state.axes, sizes, units, strict=True))
+                for key in keys:
+                    if key not in covered:
+                        covered[key] = covers(*key)
+                for axis in state.axes:
+                    if axis not in largest:
+                        largest[axis] = covers_up_to(axis)
+                answer = (all(covered[key] for key in keys), [largest[a] for a in state.axes])
+                answers[(id(state), shape)] = answer
+            entry.rf_covers_input = answer[0]
+            entry.rf_covers_input_up_to = list(answer[1])
     for module in context.report.modules:
         module.rf = _module_rf(context, context.capture.module_outputs.get(module.path))
 
