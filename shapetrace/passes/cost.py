@@ -102,11 +102,16 @@ def _cost_and_scaling(
     call = ops.bind_call(node.op, node.target, args, kwargs, module)
     if call is None:
         raise NoFormula(f"{_called(node, gm)}: not an op shapetrace knows, so no cost formula")
+    window = None
     try:
-        cost = FAMILY_RULES[call.family](call, out)
+        if call.family is Family.WINDOW:
+            window = ops.window(call)  # read once, for the cost and its multiple
+            cost = _window_cost(call, out, window)
+        else:
+            cost = FAMILY_RULES[call.family](call, out)
     except ops.BindError as error:
         raise NoFormula(f"{call.name}: {error}") from error
-    return cost, _per_element(call, out, cost)
+    return cost, _per_element(call, out, cost, window)
 
 
 # Families whose cost is the same multiple of the output's elements at every input size (or
@@ -136,15 +141,17 @@ _PROPORTIONAL = {
 }
 
 
-def _per_element(call: ops.Call, out: Any, cost: Cost) -> list[int] | None:
+def _per_element(
+    call: ops.Call, out: Any, cost: Cost, window: ops.Window | None = None
+) -> list[int] | None:
     """`[macs, flops]` per output element when the rule that gave `cost` is that multiple of
-    the output's elements at any size, else None."""
+    the output's elements at any size, else None (`window`: the call's, if already read)."""
     if cost == ZERO and call.family in FAMILY_RULES and FAMILY_RULES[call.family] is _free:
         return [0, 0]
     if call.family in _PROPORTIONAL:
         pass
     elif call.family is Family.WINDOW:
-        if ops.window(call).kind not in ("conv", "max", "avg", "unfold", "slide"):
+        if (window or ops.window(call)).kind not in ("conv", "max", "avg", "unfold", "slide"):
             return None  # a transposed conv scales with its input, an Lp pool with both
     elif call.family is Family.RESAMPLE:
         resample = ops.resample(call)
@@ -211,7 +218,10 @@ def _along(call: ops.Call, out: Any) -> Cost:
 
 
 def _window(call: ops.Call, out: Any) -> Cost:
-    window = ops.window(call)
+    return _window_cost(call, out, ops.window(call))
+
+
+def _window_cost(call: ops.Call, out: Any, window: ops.Window) -> Cost:
     result, first = _first_tensor(out), _first_tensor(call.input)
     if result is None or first is None:
         raise NoFormula(f"{call.name}: no tensor input or output")
