@@ -522,8 +522,9 @@ class _Cut(Exception):
 
 
 def _cut_cause(exc: BaseException, shape_env: ShapeEnv | None) -> str | None:
-    """Why a call stops the export, in words; None when the failure is not one a cut answers
-    (a time budget, an error of the model's)."""
+    """Why a call stops the export, in words; None when the failure is not one a cut answers:
+    a time budget, an error of the model's, or a branch on a tensor's value (`if y.sum() > 0`:
+    which path the model takes is not known, so the hooks run reports it as before)."""
     limit = _cause_of_type(exc, _TooManyUnbacked)
     if isinstance(limit, _TooManyUnbacked):
         return (
@@ -537,7 +538,7 @@ def _cut_cause(exc: BaseException, shape_env: ShapeEnv | None) -> str | None:
     sizes: set[Any] = getattr(shape_env, "size_like", set())
     unbacked = free_unbacked_symbols(cond) if isinstance(cond, sympy.Basic) else set()
     if not unbacked or any(sym not in sizes for sym in unbacked):
-        return f"needs a tensor's value in Python ({cond})"
+        return None
     file, line = _innermost_user_line(guard)
     code = linecache.getline(file, line) if file and line else ""
     if re.search(r"\bfor\b", code):
@@ -557,12 +558,13 @@ def _innermost_user_line(exc: BaseException) -> tuple[str | None, int | None]:
 def _cut_points(model: nn.Module, runner: nn.Module, state: _CutState) -> Iterator[None]:
     """Let the export stop at a call it cannot follow, keeping everything before it.
 
-    Every call a module's forward makes to a method of the model's classes or to a function of
-    the modules defining them (`self.transform.postprocess(...)`, `keypointrcnn_inference(...)`)
-    is watched: when the export fails inside it on a data-dependent size (a loop over
-    detections, more data-dependent sizes than the limit), the innermost such call is cut: the
-    runner returns the tensors the call was given, and the nodes made inside it are dropped,
-    so the graph is exact up to it. The patches live for this context only."""
+    Every call a module's forward makes to a submodule, to a method of the model's classes or to
+    a function of the modules defining them (`self.transform.postprocess(...)`,
+    `keypointrcnn_inference(...)`) is watched: when the export fails inside it on a
+    data-dependent size (a loop over detections, more data-dependent sizes than the limit), the
+    innermost such call is cut: the runner returns the tensors the call was given, and the
+    nodes made inside it are dropped, so the graph is exact up to it. The patches live for
+    this context only."""
     patched_globals: list[tuple[Any, str, Any]] = []
     patched_methods: list[tuple[nn.Module, str]] = []
     namespaces = {
@@ -593,6 +595,9 @@ def _cut_points(model: nn.Module, runner: nn.Module, state: _CutState) -> Iterat
                     bound = value.__get__(module)
                     module.__dict__[name] = _watched(bound, name, path, state)
                     patched_methods.append((module, name))
+        if module is not model and "forward" not in vars(module):
+            module.__dict__["forward"] = _watched(module.forward, "forward", path, state, module)
+            patched_methods.append((module, "forward"))
     previous = runner.__dict__.get("forward")
     runner.__dict__["forward"] = _catching(runner.forward, state)
     try:
@@ -612,17 +617,29 @@ def _is_torch_module(name: str) -> bool:
     return name == "torch" or name.startswith("torch.")
 
 
-def _watched(fn: Callable[..., Any], name: str, owner: str | None, state: _CutState) -> Any:
+def _watched(
+    fn: Callable[..., Any],
+    name: str,
+    owner: str | None,
+    state: _CutState,
+    submodule: nn.Module | None = None,
+) -> Any:
     """`fn` as a call the export may cut (see `_cut_points`). `owner` is the module path of
-    a method's instance, None for a function."""
+    a method's instance, None for a function; `submodule` is set for a submodule's forward
+    (`self.head(x)` in its parent's forward), `owner` then being its path."""
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        caller = sys._getframe(1)
-        if caller.f_code.co_name != "forward" or state.cut is not None or not state.mine():
+        if state.cut is not None or not state.mine():
             return fn(*args, **kwargs)
-        where = state.paths.get(id(caller.f_locals.get("self")))
-        if where is None:
+        caller = sys._getframe(1)
+        if submodule is not None:
+            # Called through `Module.__call__`: the forward that made the call is further up.
+            caller = _forward_frame(caller, state.paths)
+        elif caller.f_code.co_name != "forward":
+            return fn(*args, **kwargs)
+        where = state.paths.get(id(caller.f_locals.get("self"))) if caller is not None else None
+        if caller is None or where is None:
             return fn(*args, **kwargs)
         state.serial += 1
         key = state.serial
@@ -644,12 +661,23 @@ def _watched(fn: Callable[..., Any], name: str, owner: str | None, state: _CutSt
             base = where if owner is None else owner
             label = f"{base}.{name}" if base else name
             qualname = getattr(fn, "__qualname__", name)
+            if submodule is not None and owner:
+                label, qualname = owner, f"{type(submodule).__name__}.forward"
             at = f"{os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}"
             raise _Cut(key, label, qualname, where, values, exc, cause, at, mark) from exc
         finally:
             state.active.pop()
 
     return call
+
+
+def _forward_frame(frame: Any, paths: Mapping[int, str]) -> Any:
+    """The innermost frame of a model's module's forward at or above `frame`."""
+    while frame is not None:
+        if frame.f_code.co_name == "forward" and id(frame.f_locals.get("self")) in paths:
+            return frame
+        frame = frame.f_back
+    return None
 
 
 def _catching(forward: Callable[..., Any], state: _CutState) -> Any:

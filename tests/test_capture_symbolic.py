@@ -719,12 +719,51 @@ class ValueInHelper(nn.Module):
         return y if y.sum() > 0 else -y
 
 
-def test_a_branch_on_a_value_in_a_call_is_said_to_need_a_value_not_a_size() -> None:
-    _, captured = _capture(ValueInHelper, 16, 16)
-    cut = captured.uncaptured
-    assert cut is not None and cut.name == "finish"
-    assert cut.cause.startswith("needs a tensor's value in Python (")
-    assert cut.code == "return y if y.sum() > 0 else -y"
+def test_a_branch_on_a_value_in_a_call_is_not_cut() -> None:
+    # Which path the model takes depends on values, not sizes: no cut, the hooks run reports.
+    import shapetrace
+    from shapetrace.capture_symbolic import SymbolicCaptureError
+
+    with pytest.raises(SymbolicCaptureError):
+        _capture(ValueInHelper, 16, 16)
+    report = shapetrace.analyze(ValueInHelper(), "1x3x16x16")
+    assert report.source["trace"] == "hooks" and report.failure is not None
     with torch.no_grad():
         conv = ValueInHelper().conv(torch.randn(1, 3, 16, 16))
-    assert _output_shapes(captured, 16, 16) == [str(tuple(conv.shape))]
+    assert report.node("conv").shape == list(conv.shape)
+
+
+class LoopingHead(nn.Module):
+    """A loop over detections in a submodule's own forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(1, 1, 1)
+
+    def forward(self, boxes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        maps = self.proj(maps)
+        return torch.stack([b.sum() + maps.mean() for b in boxes])
+
+
+class WithLoopingHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = nn.Conv2d(3, 1, 3, padding=1)
+        self.head = LoopingHead()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.score(x)
+        return self.head(torch.nonzero(s > 0).float(), s)
+
+
+def test_a_loop_in_a_submodules_forward_ends_the_capture_at_that_module_call() -> None:
+    _, captured = _capture(WithLoopingHead, 40, 50)
+    cut = captured.uncaptured
+    assert cut is not None
+    assert (cut.name, cut.function, cut.module) == ("head", "LoopingHead.forward", None)
+    assert cut.code == "return torch.stack([b.sum() + maps.mean() for b in boxes])"
+    with torch.no_grad():
+        s = WithLoopingHead().score(torch.randn(1, 3, 40, 50))
+    assert _output_shapes(captured, 40, 50) == ["(u0, 4)", str(tuple(s.shape))]
+    # The head's own conv ran before the loop, inside the cut call: not in the graph.
+    assert "head.proj" not in set(captured.capture.names.values())
