@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import time
 import warnings
@@ -129,6 +130,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average (1 min) {os.getloadavg()[0]:.2f}")
 
     def on_meta(build: Callable[[], Any]) -> Any:
         with torch.device("meta"):
@@ -193,6 +195,7 @@ def main() -> None:
             f"| {name} at 640 ({len(report.nodes)} nodes) | "
             f"{median_ms(lambda r=report: r.at('1x3x640x640'), 51):.2f} ms |"
         )
+    print(f"\nload average (1 min) at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
