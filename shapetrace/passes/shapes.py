@@ -199,6 +199,7 @@ class _ShapeInterpreter(fx.Interpreter):
         self.model_error: BaseException | None = None
         self.failed_node: fx.Node | None = None
         self._node: fx.Node | None = None
+        self._layers: dict[str, Any] = {}  # call_module targets fetched (layers stay put)
 
     def _model_op(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -248,7 +249,9 @@ class _ShapeInterpreter(fx.Interpreter):
         return self._model_op(super().call_method, target, args, kwargs)
 
     def call_module(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        module = self.fetch_attr(target)
+        module = self._layers.get(target)
+        if module is None:
+            module = self._layers[target] = self.fetch_attr(target)
         first = args[0] if args else None
         if (
             isinstance(module, _SHAPE_PRESERVING)
@@ -273,7 +276,8 @@ class _ShapeInterpreter(fx.Interpreter):
             # The meta kernel of adaptive average pooling decomposes into a mean over every
             # window (4 ms a call); its output shape needs no kernel at all.
             return args[0].new_empty(pooled)
-        return self._model_op(super().call_module, target, args, kwargs)
+        # fx's call_module: the module fetched above, called with the arguments.
+        return self._model_op(lambda: module(*args, **kwargs))
 
     def run_node(self, n: fx.Node) -> Any:
         self._node = n
