@@ -492,10 +492,11 @@ def _owns_tensors(module: nn.Module) -> bool:
 # -- second rung: symbolic shapes ------------------------------------------------------------
 
 
-# When the hooks run takes over from a symbolic capture with data-dependent sizes: past this
-# many such sizes (torchvision's R-CNNs, RetinaNet and FCOS make 6-10; SSD's per-class loop
-# makes 91, at 12-18 CPU s), decided the same on every machine; and, as a safety net, past
-# this many CPU seconds of export (the detectors captured take 4-6 s; docs/capture.md).
+# Where a symbolic capture with data-dependent sizes stops: past this many such sizes
+# (torchvision's R-CNNs, RetinaNet and FCOS make 6-10; SSD's per-class loop makes 91, at
+# 12-18 CPU s) it ends at the call making them (SSD: at postprocess_detections), decided the
+# same on every machine; and, as a safety net, past this many CPU seconds of export the hooks
+# run takes over (the detectors take 3-6 s; docs/capture.md).
 SYMBOLIC_MAX_UNBACKED = 32
 SYMBOLIC_BUDGET = 20.0
 

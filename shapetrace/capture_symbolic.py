@@ -280,7 +280,9 @@ def capture_symbolic(
     runs longer (a detector looping over its 91 classes) raises `SymbolicCaptureError` with
     `over_budget` set as soon as the budget is spent, so the caller falls back at that cost.
     Further paths are captured only while the budget lasts. `max_unbacked` bounds the number
-    of data-dependent sizes the same way, and deterministically: SSD's per-class loop makes 91.
+    of data-dependent sizes, deterministically: SSD's per-class loop makes 91. Past it, the
+    capture ends at the call a module's forward made that is making them (`uncaptured`), or,
+    outside any such call, raises `SymbolicCaptureError` with `over_budget` set.
 
     `images=True` for a model taking a list of images (torchvision's detectors): `inputs` is
     one batch (N x C x H x W), unbound into images, so the graph's input is the batch the
