@@ -597,7 +597,8 @@ def _cut_points(model: nn.Module, runner: nn.Module, state: _CutState) -> Iterat
                     bound = value.__get__(module)
                     module.__dict__[name] = _watched(bound, name, path, state)
                     patched_methods.append((module, name))
-        if module is not model and "forward" not in vars(module):
+        scripted = isinstance(module, torch.jit.ScriptModule)
+        if module is not model and not scripted and "forward" not in vars(module):
             module.__dict__["forward"] = _watched(module.forward, "forward", path, state, module)
             patched_methods.append((module, "forward"))
     previous = runner.__dict__.get("forward")
