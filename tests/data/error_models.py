@@ -73,6 +73,17 @@ class CpuConstant(nn.Module):
         return y + torch.ones_like(y, device="cpu")
 
 
+class ShapeBranchCpuConstant(CpuConstant):
+    """The same CPU tensor behind a branch on the input's width, which fx cannot trace: the
+    symbolic capture and then the hooks run meet it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if x.shape[-1] > 4:
+            y = y * 2
+        return y + torch.ones_like(y, device="cpu")
+
+
 class LoopThenWrongFeatures(nn.Module):
     """Untraceable (iterates over a tensor), and its Linear does not fit: a real rejection."""
 
