@@ -574,6 +574,7 @@ def _report_uncaptured(report: Report, model: nn.Module, captured: Any) -> None:
             "forward uses them is unknown"
         )
     missing = {"shape": reason, "macs": reason}
+    report.source["captured_until"] = cut.name
     report.nodes.append(
         Node(
             name=cut.name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -697,11 +698,18 @@ def _need(
         raise _bad(f"{where}.{key}", expected, value)
 
 
+# A size a symbolic capture could not make a number: an expression in data-dependent sizes
+# (`u0`, `Min(100, u9)`) or input sizes.
+_SYMBOLIC_DIM = re.compile(r"[A-Za-z0-9_ ()+*/%,.-]{1,200}")
+
+
 def _is_shape(value: object, depth: int = 0) -> bool:
     if depth > 64:
         return False
     if value is None or _is_int(value):
         return True
+    if isinstance(value, str):
+        return depth > 0 and _SYMBOLIC_DIM.fullmatch(value) is not None
     if isinstance(value, list):
         return all(_is_shape(v, depth + 1) for v in value)
     if isinstance(value, dict):
@@ -822,6 +830,7 @@ _SOURCE_FIELDS: tuple[tuple[str, Any, str, Any], ...] = (
     ("trace", lambda v: isinstance(v, str), "a string", ABSENT),
     ("model", lambda v: isinstance(v, str), "a string", ABSENT),
     ("model_args", lambda v: isinstance(v, dict), "an object", ABSENT),
+    ("captured_until", lambda v: isinstance(v, str), "a string", ABSENT),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -634,6 +635,38 @@ def test_the_report_says_what_is_not_captured_and_why(
     assert main([f"{source}:PostProcessed", "--input", "1x3x40x50"]) == 0
     out = capsys.readouterr().out
     assert "traced with symbolic" in out and "Captured up to paste" in out
+
+
+def test_a_report_with_data_dependent_sizes_saves_loads_and_checks_as_unknown(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    import inspect
+    import json
+
+    import jsonschema
+
+    from shapetrace.cli import main
+    from shapetrace.report import Report
+
+    source = tmp_path / "post.py"
+    source.write_text("import torch\nfrom torch import nn\n\n\n" + inspect.getsource(PostProcessed))
+    saved = tmp_path / "post.json"
+    spec = f"{source}:PostProcessed"
+    assert main([spec, "--input", "1x3x40x50", "-f", "json", "-o", str(saved)]) == 0
+    data = json.loads(saved.read_text())
+    schema = json.loads((Path(__file__).parent.parent / "docs" / "schema.json").read_text())
+    jsonschema.validate(data, schema)
+    assert data["source"]["captured_until"] == "paste"
+    loaded = Report.load(saved)
+    assert loaded.node("head").shape == [1, 2, 40, 50]
+    # The nonzero's count is a symbol, kept as one through save and load.
+    assert any(isinstance(d, str) and "u0" in d for n in loaded.nodes for d in (n.shape or []))
+    assert main(["show", str(saved)]) == 0
+    assert "Captured up to paste" in capsys.readouterr().out
+    # What the model returns is past the cut: check cannot say the size is accepted.
+    assert main(["check", spec, "--input", "1x3x40x50"]) == 3
+    out = capsys.readouterr().out
+    assert "40x50" in out and "paste" in out and "accepted" not in out
 
 
 def test_modules_after_the_cut_are_not_claimed_dead() -> None:

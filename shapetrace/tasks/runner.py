@@ -36,6 +36,12 @@ def check_result(report: Report, output_shape: Any = None) -> CheckResult:
     last shaped node's when `output_shape` is None), or the node that breaks and why."""
     size = _size_text(report)
     failure = report.failure
+    cut = report.source.get("captured_until")
+    if failure is None and isinstance(cut, str):
+        # The capture ended at a call it could not follow: what the model returns is unknown.
+        node = next((n for n in report.nodes if n.name == cut), None)
+        reason = (node.missing or {}).get("shape") if node is not None else None
+        return CheckResult(size, "unknown", node=cut, reason=reason or f"{cut} is not captured")
     if failure is None:
         shape = output_shape if output_shape is not None else _last_shape(report)
         return CheckResult(size, "accepted", output_shape=shape)
