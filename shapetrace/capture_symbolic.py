@@ -175,15 +175,13 @@ class SymbolicCapture:
         path covers them or a guard cannot be decided."""
         for capture in (self, *self.alternatives):
             if capture.on_path(sizes):
-                verdicts = {
-                    g.kind: g.holds(sizes)
-                    for g in capture.guards
-                    if g.kind not in ("path", "layout")
-                }
+                verdicts = [
+                    g.holds(sizes) for g in capture.guards if g.kind not in ("path", "layout")
+                ]
                 if any(g.kind == "rejects" and g.holds(sizes) is False for g in capture.guards):
                     return False
                 # An implied guard broken here was never probed alone: its verdict is unknown.
-                if any(v is not True for v in verdicts.values()):
+                if any(v is not True for v in verdicts):
                     return None
                 return True
         return None
@@ -852,7 +850,12 @@ def _pinned_symbols(
     for index, dim, name in labels:
         if name in symbols:
             continue
-        value = int(tensors[index].shape[dim])
+        size = tensors[index].shape[dim]
+        if isinstance(size, torch.SymInt) and size.node.expr.free_symbols:
+            # Symbolic still: it shares a named symbol (a second image of the first's size).
+            # Reading it as an int would add a guard pinning that symbol to its sample.
+            continue
+        value = int(size)
         for guard in shape_env.guards:
             expr = guard.expr
             if not isinstance(expr, sympy.Eq) or free_unbacked_symbols(expr):
@@ -1513,13 +1516,18 @@ def _guards(
     names = {sym: sympy.Symbol(k, integer=True, positive=True) for k, sym in symbols.items()}
     out: list[Guard] = []
     seen: set[str] = set()
+    # Symbols the export found equal (a second image's size to the first's) are written as
+    # the one kept, so that every guard is over the named input symbols. A symbol replaced by
+    # a number (a width pinned by `if w != 32`) keeps its guard `Eq(W, 32)`.
+    renamed = {k: v for k, v in shape_env.replacements.items() if isinstance(v, sympy.Symbol)}
     for shape_guard in shape_env.guards:
-        expr = shape_guard.expr
+        original = shape_guard.expr
+        expr = original.xreplace(renamed)
         text = str(expr.xreplace(names))
-        if text in seen or expr in (sympy.true, True) or str(expr) in skip:
+        if text in seen or expr in (sympy.true, True) or str(original) in skip:
             continue
         seen.add(text)
-        site = sites.get(str(expr))
+        site = sites.get(str(original))
         if site is None:
             loc = shape_guard.sloc.framework_loc
             site = _Site(getattr(loc, "filename", None), getattr(loc, "lineno", None), None)

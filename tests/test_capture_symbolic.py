@@ -3,6 +3,7 @@ node shapes against eager meta runs, names and sites against module paths."""
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -800,3 +801,34 @@ def test_a_loop_in_a_submodules_forward_ends_the_capture_at_that_module_call() -
     assert _output_shapes(captured, 40, 50) == ["(u0, 4)", str(tuple(s.shape))]
     # The head's own conv ran before the loop, inside the cut call: not in the graph.
     assert "head.proj" not in set(captured.capture.names.values())
+
+
+class TwoImages(nn.Module):
+    """Two inputs of one size (a frame pair), with a size check fx cannot trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.shape[-1] % 2:
+            raise ValueError("the width must be even")
+        return self.conv(a) + self.conv(b)
+
+
+def test_a_second_input_sharing_the_first_ones_sizes_does_not_pin_them() -> None:
+    model = _meta(TwoImages)
+    captured = capture_symbolic(model, [_x(8, 10), _x(8, 10)])
+    assert set(captured.symbols) == {"H", "W"}
+    # No guard comes from shapetrace reading a size as an int.
+    ours = os.path.abspath(capture_symbolic.__code__.co_filename)
+    assert not any(g.file and os.path.abspath(g.file) == ours for g in captured.guards)
+    cpu = TwoImages()
+    for h, w in [(8, 10), (9, 12), (3, 4), (20, 6), (8, 7), (2, 10)]:
+        a = torch.randn(1, 3, h, w)
+        try:
+            cpu(a, a)
+            runs = True
+        except (ValueError, RuntimeError):
+            runs = False
+        assert captured.accepts({"H": h, "W": w}) is runs, (h, w)
