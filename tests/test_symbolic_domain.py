@@ -39,13 +39,8 @@ class ResizeWidth(nn.Module):
         return self.pool(self.conv(x))
 
 
-class ResizeSquare(nn.Module):
+class ResizeSquare(ResizeWidth):
     """`if x.shape[-1] != 64: x = F.interpolate(x, size=64)`, then a 5x5 conv and a 2x2 pool."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 5)
-        self.pool = nn.MaxPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != 64:
