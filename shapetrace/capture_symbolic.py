@@ -897,6 +897,11 @@ def _drop_guard_fn(gm: fx.GraphModule) -> None:
 def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     """Torchvision-style names and call sites for an aten graph, from `nn_module_stack`."""
     modules = dict(model.named_modules(remove_duplicate=False))
+    # The export reads every attribute at the top of its graph; fx reads one where the forward
+    # uses it. Each read moves to just before its first use, so its row sits among its users'.
+    for node in [n for n in gm.graph.nodes if n.op == "get_attr" and n.users]:
+        first = min(node.users, key=_position(gm.graph))
+        first.prepend(node)
     nodes = [n for n in gm.graph.nodes if n.op != "output"]
     stacks = {n: list((n.meta.get("nn_module_stack") or {}).items()) for n in nodes}
     # The call of the innermost module each node ran in: (key with its `@n` call index, path).
@@ -930,9 +935,13 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
             and is_basic_layer(module)
             and last_of_call.get(key) is node
         )
-        if node.op in ("placeholder", "get_attr"):
-            base = node.name if node.op == "placeholder" else _clean_path(str(node.target))
+        if node.op == "placeholder":
+            base = node.name
             sites[node] = ""
+        elif node.op == "get_attr":
+            # Read in its owner's forward, as an fx graph would place it.
+            base = _clean_path(str(node.target))
+            sites[node] = base.rpartition(".")[0]
         else:
             # `x.size(2)` is `size` in an fx graph, `sym_size_int` in aten's.
             op = _SIZE_METHODS.get(node.target) or _FX_SUFFIX.sub(r"\1", node.name)
@@ -1216,6 +1225,11 @@ def _made_by_wrapper(stack: list[tuple[str, Any]]) -> bool:
         return False
     kind = stack[0][1][1]
     return str(getattr(kind, "__qualname__", kind)).endswith(_Unbatched.__qualname__)
+
+
+def _position(graph: fx.Graph) -> Callable[[fx.Node], int]:
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    return order.__getitem__
 
 
 def _clean_path(path: str) -> str:

@@ -832,3 +832,39 @@ def test_a_second_input_sharing_the_first_ones_sizes_does_not_pin_them() -> None
         except (ValueError, RuntimeError):
             runs = False
         assert captured.accepts({"H": h, "W": w}) is runs, (h, w)
+
+
+class Rescale(nn.Module):
+    """Reads its own parameter in forward (SSD's L2 norm does), rather than calling a layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+class CheckedRescale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.rescale = Rescale()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:
+            raise ValueError("the width must be even")
+        return self.rescale(self.conv(x))
+
+
+def test_a_parameter_read_in_forward_is_a_row_of_its_owner_where_it_is_used() -> None:
+    import shapetrace
+
+    report = shapetrace.analyze(CheckedRescale(), "1x3x8x10")
+    assert report.source["trace"] == "symbolic"
+    names = [n.name for n in report.nodes]
+    read = report.node("rescale.weight")
+    assert (read.op, read.module, read.shape) == ("get_attr", "rescale", [4])
+    # After the input and the conv, as an fx graph reads it: not at the top of the table.
+    assert names.index("x") < names.index("conv") < names.index("rescale.weight")
+    assert report.module("rescale").shape == [1, 4, 6, 8]
