@@ -703,15 +703,16 @@ def _need(
 _SYMBOLIC_DIM = re.compile(r"[A-Za-z0-9_ ()+*/%,.-]{1,200}")
 
 
-def _is_shape(value: object, depth: int = 0) -> bool:
+def _is_shape(value: object, depth: int = 0, in_dims: bool = False) -> bool:
     if depth > 64:
         return False
     if value is None or _is_int(value):
         return True
     if isinstance(value, str):
-        return depth > 0 and _SYMBOLIC_DIM.fullmatch(value) is not None
+        # A size only, inside a tensor's list of sizes; never a whole shape or an entry's.
+        return in_dims and _SYMBOLIC_DIM.fullmatch(value) is not None
     if isinstance(value, list):
-        return all(_is_shape(v, depth + 1) for v in value)
+        return all(_is_shape(v, depth + 1, True) for v in value)
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_shape(v, depth + 1) for k, v in value.items())
     return False
