@@ -142,7 +142,8 @@ class Propagator:
                         self.first_seen[d] = node
 
     def _call(self, node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = ops.bind(node, args, kwargs, self.gm)
+        module = self.context.capture.module_of(node) if node.op == "call_module" else None
+        call = ops.bind_call(node.op, node.target, args, kwargs, module)
         if call is None:
             raise Unsupported(_unknown(node, self.gm))
         return FAMILY_RULES[call.family](self, call)

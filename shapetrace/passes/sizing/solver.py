@@ -62,6 +62,8 @@ class Solver:
         self.fixed = fixed
         self._evs: dict[int, Evaluator] = {}
         self._periods: dict[Atom, tuple[int, int] | None] = {}
+        # By constraint key: the domain and its attribution ask about the same constraints.
+        self._allowed: dict[str, IntSet | Unknown | None] = {}
 
     def ev(self, n: int) -> Evaluator:
         ev = self._evs.get(n)
@@ -132,6 +134,18 @@ class Solver:
     # -- sets ---------------------------------------------------------------------------
     def allowed(self, c: Constraint) -> IntSet | None:
         """Exactly the n at which `c` holds, or None when its sizes are not quasi-linear."""
+        found = self._allowed.get(c.key, self)
+        if found is self:
+            try:
+                found = self._allowed_now(c)
+            except Unknown as exc:
+                found = exc
+            self._allowed[c.key] = found
+        if isinstance(found, Unknown):
+            raise found
+        return found  # type: ignore[return-value]
+
+    def _allowed_now(self, c: Constraint) -> IntSet | None:
         if c.opaque:
             return None
         result: IntSet | None = None

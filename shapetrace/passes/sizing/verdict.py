@@ -41,7 +41,7 @@ class Verdict:
 
     def module(self, node: fx.Node) -> nn.Module | None:
         if node.op == "call_module":
-            return self.gm.get_submodule(str(node.target))
+            return self.capture.module_of(node)
         return None
 
     # -- graph patterns ------------------------------------------------------------------
