@@ -965,3 +965,22 @@ async def test_a_new_size_shows_at_once_from_the_formulas_then_the_analysis_conf
         assert "estimated" not in app.report.source
         assert app.report.input == [1, 3, 208, 208] and app.report.failure is None
         assert app.previous is report
+
+
+def test_a_group_holding_the_break_is_not_called_bound() -> None:
+    import torch
+
+    import shapetrace
+
+    model = torch.nn.Sequential()
+    model.add_module("conv", torch.nn.Conv2d(3, 4, 3))
+    model.add_module("head", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)))
+    report = shapetrace.analyze(model, "1x3x10x10")  # 8x8 maps: head.1 gets 256 features
+    assert report.failure is not None and report.failure.node == "head.1"
+    outline = Outline.build(report)
+    index = outline.index_of("group", "head")
+    assert index is not None
+    label = outline.tree_label(index).plain
+    assert "✗" in label and "bound" not in label
+    assert "head" not in [outline.rows[i].name for i in outline.visible(set(), "bound")]
+    assert [outline.rows[i].name for i in outline.visible(set(), "breaks")] == ["head.1"]

@@ -50,7 +50,8 @@ def row_state(row: Row) -> str | None:
     if row.kind != "group" and (row.status == FAILED or row.depends_on_input == BREAKS):
         return BREAKS
     dep = row.depends_on_input
-    return BOUND if dep == BREAKS else dep
+    # A group holding the break is marked by its ✗, not as a bound node it need not be.
+    return None if dep == BREAKS else dep
 
 
 def _shape_forms(row: Row) -> str:
