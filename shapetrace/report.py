@@ -642,12 +642,14 @@ def _notebook() -> NotebookDisplay:
 
 
 def format_shape(shape: Any) -> str:
-    """`[1, 3, 224, 224]` -> `(1, 3, 224, 224)`; nested outputs are shown recursively."""
+    """`[1, 3, 224, 224]` -> `(1, 3, 224, 224)`, `["u0", 4]` -> `(u0, 4)`; nested outputs are
+    shown recursively."""
     if shape is None:
         return "-"
     if isinstance(shape, dict):
         return "{" + ", ".join(f"{k}: {format_shape(v)}" for k, v in shape.items()) + "}"
-    if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+    # A tensor's sizes: integers, or expressions where they depend on values (`u0`).
+    if isinstance(shape, list) and all(isinstance(d, (int, str)) for d in shape):
         return "(" + ", ".join(str(d) for d in shape) + ")"
     if isinstance(shape, list):
         return "[" + ", ".join(format_shape(s) for s in shape) + "]"

@@ -166,3 +166,13 @@ def test_accepted_sizes_name_the_bound_nodes_and_the_implied_ones() -> None:
     )
     report.domain["attribution"] = {"bound": [], "implied": {}}
     assert "- Accepts: H in [8, 9], W in [8, 9]\n" in markdown.render(report)
+
+
+def test_a_size_that_depends_on_values_is_printed_as_a_tensor_size() -> None:
+    from shapetrace.report import format_shape
+
+    # as a symbolic capture writes a detector's boxes, and a tuple holding such a tensor
+    assert format_shape(["Min(100, u9)", 4]) == "(Min(100, u9), 4)"
+    assert format_shape([["u0"], [1, 2]]) == "[(u0), (1, 2)]"
+    assert format_shape({"boxes": ["u1", 4]}) == "{boxes: (u1, 4)}"
+    assert format_shape([1, 3, 224, 224]) == "(1, 3, 224, 224)"
