@@ -286,8 +286,15 @@ def _run_passes(
     train: bool,
 ) -> Report:
     symbolic = capture.method == "symbolic"
+    # A graph export captured at these very sizes has every aten node's output recorded.
+    recorded = symbolic and getattr(capture.symbolic, "rejected", True) is None
     shapes = propagate(
-        capture.graph_module, values, capture.names, capture.sites, symbolic=symbolic
+        capture.graph_module,
+        values,
+        capture.names,
+        capture.sites,
+        symbolic=symbolic,
+        reuse=recorded,
     )
     if not symbolic and shapes.fault is not None and shapes.fault.reason == "size":
         # An output size that depends on values (nonzero, a mask) stops a meta run; a

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 from torch.fx import traceback as fx_traceback
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -193,9 +194,10 @@ class _ShapeInterpreter(fx.Interpreter):
     """Records every node's output. An exception raised while calling a node's target (the
     model's op, module or wrapped function) is the model's; any other is shapetrace's own."""
 
-    def __init__(self, module: fx.GraphModule, out: ShapeResult) -> None:
+    def __init__(self, module: fx.GraphModule, out: ShapeResult, reuse: bool = False) -> None:
         super().__init__(module, garbage_collect_values=False)
         self.out = out
+        self.reuse = reuse
         self.model_error: BaseException | None = None
         self.failed_node: fx.Node | None = None
         self._node: fx.Node | None = None
@@ -281,6 +283,11 @@ class _ShapeInterpreter(fx.Interpreter):
 
     def run_node(self, n: fx.Node) -> Any:
         self._node = n
+        known = self._recorded(n) if self.reuse else None
+        if known is not None:
+            self.out.results[n] = summarize(known)
+            self.out.values[n] = known
+            return known
         if fx_traceback.has_preserved_node_meta():
             value = super().run_node(n)
         else:
@@ -291,6 +298,73 @@ class _ShapeInterpreter(fx.Interpreter):
         self.out.results[n] = summarize(value)
         self.out.values[n] = value
         return value
+
+    def _recorded(self, n: fx.Node) -> Any:
+        """The output export recorded for an aten op (`meta["val"]`), as meta tensors at the
+        sample sizes, where neither it nor the op's tensor inputs hold a data-dependent size:
+        running its meta kernel again gives the same shape (1 ms a node on a fake tensor).
+        None where the op must run: data-dependent sizes, non-tensor outputs, tensors on
+        another device, outputs sharing an input's storage (the cost pass counts storages),
+        nodes shapetrace added."""
+        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+            return None
+        if any(r.alias_info is not None for r in n.target._schema.returns):
+            return None  # a view or in-place op: its output shares its input's storage
+        val = n.meta.get("val")
+        if val is None:
+            return None
+        inputs: set[int] = set()
+        for a in n.all_input_nodes:
+            if a not in self.out.values or _has_symbols(self.out.values[a]):
+                return None
+            inputs.update(_storage_of(t) for t in tensors_in(a.meta.get("val")))
+        # Export's values keep its views: an output on an input's storage (meshgrid's expanded
+        # grids, an op without an alias annotation) must share it here too.
+        if any(_storage_of(t) in inputs for t in tensors_in(val)):
+            return None
+        return _concrete(val)
+
+
+def _concrete(val: Any) -> Any:
+    """A recorded fake value as meta tensors of its sample sizes (backed symbols at their hints),
+    or None where it holds anything else (an unbacked size, a number, None)."""
+    if isinstance(val, torch.Tensor):
+        if val.device.type != "meta":  # a tensor the model made on a device: its asserts check it
+            return None
+        shape = [_hint(d) for d in val.shape]
+        stride = [_hint(d) for d in val.stride()]
+        sizes = [d for d in shape if d is not None]
+        steps = [d for d in stride if d is not None]
+        if len(sizes) < len(shape) or len(steps) < len(stride):
+            return None
+        made = torch.empty_strided(sizes, steps, dtype=val.dtype, device="meta")
+        if _hint(val.untyped_storage().nbytes()) != made.untyped_storage().nbytes():
+            return None  # a storage larger than the tensor's extent: the op's own to make
+        return made
+    if isinstance(val, (tuple, list)) and val:
+        parts = [_concrete(v) for v in val]
+        if any(p is None for p in parts):
+            return None
+        return type(val)(parts)
+    return None
+
+
+def _storage_of(tensor: torch.Tensor) -> int:
+    return int(tensor.untyped_storage()._cdata)
+
+
+def _hint(d: Any) -> int | None:
+    if isinstance(d, int):
+        return d
+    if isinstance(d, torch.SymInt):
+        node = d.node
+        if node.expr.is_number:
+            return int(node.expr)
+        if free_unbacked_symbols(node.expr):
+            return None
+        hint = node.hint
+        return int(hint) if hint is not None else None
+    return None
 
 
 _SHAPE_PRESERVING = (
@@ -392,6 +466,7 @@ def propagate(
     sites: dict[fx.Node, str],
     *,
     symbolic: bool = False,
+    reuse: bool = False,
 ) -> ShapeResult:
     """Run `gm` on meta `inputs`; on an error, describe the failing node in plain words.
 
@@ -399,9 +474,11 @@ def propagate(
     run, not the model, is to blame); an error in shapetrace's own code propagates.
     `symbolic=True` runs on fake tensors with a shape environment instead, so that an op whose
     output size depends on values (`nonzero`, a boolean mask) gives a symbol (`u0`), not a
-    break: for graphs captured with symbolic shapes, which hold such ops."""
+    break: for graphs captured with symbolic shapes, which hold such ops. `reuse=True` (a
+    graph torch.export captured at the sizes of `inputs`) takes an aten op's output from the
+    node's recorded `meta["val"]` where no data-dependent size is involved (`_recorded`)."""
     out = ShapeResult()
-    interp = _ShapeInterpreter(gm, out)
+    interp = _ShapeInterpreter(gm, out, reuse and symbolic)
     try:
         # (each of the model's calls runs with meta as the default device: `_model_op`)
         with _fake_mode(symbolic):

@@ -356,7 +356,56 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 @functools.lru_cache(maxsize=1024)
 def compiled(expr: Any) -> Compiled:
     """`expr` as a Python function of the sizes by name, computing as the shape env does
-    (sympy's substitution is about 1000x slower)."""
+    (sympy's substitution is about 1000x slower). It is one Python expression, compiled: the
+    guards are evaluated at every size up to WINDOW, and a tree of closures (`_closures`, kept
+    for expressions too deep to compile) costs a call per sub-expression and size (Mask
+    R-CNN's 18 guards: 0.2 s against 0.03 s)."""
+    constants: list[Any] = []
+    source = _source(expr, constants)
+    try:
+        code = compile(f"lambda env: {source}", "<guard>", "eval")
+    except (SyntaxError, RecursionError, MemoryError):
+        return _closures(expr)
+    return eval(code, {"_c": constants, "min": min, "max": max, "bool": bool})  # type: ignore[no-any-return]
+
+
+def _source(expr: Any, constants: list[Any]) -> str:
+    """`expr` as Python source over `env`, evaluating its parts in the order `_closures` does;
+    numbers, names and functions are `_c[i]`."""
+
+    def const(value: Any) -> str:
+        constants.append(value)
+        return f"_c[{len(constants) - 1}]"
+
+    if expr.is_Integer:
+        return const(int(expr))
+    if expr.is_Float or expr.is_Rational:
+        return const(float(expr))
+    if expr.is_Symbol:
+        return f"env[{const(str(expr))}]"
+    kind = type(expr).__name__
+    if kind in ("BooleanTrue", "BooleanFalse"):
+        return "True" if kind == "BooleanTrue" else "False"
+    parts = [_source(a, constants) for a in expr.args]
+    if kind == "Add":
+        return "(" + " + ".join(parts) + ")"
+    if kind == "Mul":
+        return "(" + " * ".join(parts) + ")"
+    if kind in ("Min", "Max"):
+        return f"{kind.lower()}(({', '.join(parts)},))"
+    if kind in ("And", "Or"):
+        if not parts:
+            return "True" if kind == "And" else "False"
+        joined = f" {kind.lower()} ".join(f"bool({p})" for p in parts)
+        return f"({joined})"
+    fn = _FUNCTIONS.get(kind)
+    if fn is None:
+        raise NoFormula(kind)
+    return f"{const(fn)}({', '.join(parts)})"
+
+
+def _closures(expr: Any) -> Compiled:
+    """`compiled` as a tree of closures, one per sub-expression."""
     if expr.is_Integer:
         value = int(expr)
         return lambda env: value
@@ -370,7 +419,7 @@ def compiled(expr: Any) -> Compiled:
     if kind in ("BooleanTrue", "BooleanFalse"):
         truth = kind == "BooleanTrue"
         return lambda env: truth
-    parts = [compiled(a) for a in expr.args]
+    parts = [_closures(a) for a in expr.args]
     if kind == "Add":
         return lambda env: _fold(parts, env, operator.add)
     if kind == "Mul":
