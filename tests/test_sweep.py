@@ -167,3 +167,64 @@ def test_each_swept_size_gets_the_verdict_and_reason_of_every_pass_run_at_that_s
         rejected += not whole.accepted
     assert whole_pass == []
     assert rejected >= 3
+
+
+class FlatHead(nn.Module):
+    """A 3x3 conv and a Linear sized for 32x32 inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 30 * 30, 2)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(self.c(x).flatten(1))
+
+
+@pytest.mark.parametrize("size", ["1x3x40x40:float16", "1x3x40x40:int64", "1x3x40x40"])
+def test_a_rejected_size_with_another_dtype_is_judged_in_that_dtype(size: str) -> None:
+    runner = SizeRunner(FlatHead())
+    base, _ = runner.run("1x3x32x32")
+    quick = runner.check(size, base)
+    whole = runner.run(size)[1]
+    assert quick.status == whole.status == "rejected"
+    assert (quick.node, quick.reason) == (whole.node, whole.reason)
+    # float32 breaks at the Linear; half and long inputs already at the conv's float weights
+    assert quick.node == ("fc" if ":" not in size else "c")
+
+
+CUT_MODEL = '''
+import torch
+from torch import nn
+
+
+class Pasted(nn.Module):
+    """Hands its detections to a method that loops over them: the capture ends there."""
+
+    def __init__(self):
+        super().__init__()
+        self.score = nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        boxes = torch.nonzero(self.score(x) > 0).float()
+        return self.paste(boxes)
+
+    def paste(self, boxes):
+        return torch.stack([b.sum() for b in boxes])
+'''
+
+
+def test_sizes_shapes_alone_cannot_decide_exit_3_as_check_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shapetrace.cli import main
+
+    source = tmp_path / "pasted.py"
+    source.write_text(CUT_MODEL)
+    spec = f"{source}:Pasted"
+    code = main(["sweep", spec, "--input", "1x3x16x16", "--sizes", "16,24", "-f", "json"])
+    rows = json.loads(capsys.readouterr().out)["sizes"]
+    assert [r["status"] for r in rows] == ["unknown", "unknown"]
+    assert all(r["node"] == "paste" for r in rows)
+    assert code == 3
+    assert main(["check", spec, "--input", "1x3x16x16"]) == 3

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from shapetrace.cli import options
 from shapetrace.cli.output import load_analysis, write_text
-from shapetrace.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from shapetrace.errors import EXIT_CANNOT_ANALYSE, EXIT_OK, EXIT_REJECTED, UsageError
 from shapetrace.inputs import parse_model_args
 
 
@@ -55,7 +55,11 @@ def run(argv: list[str]) -> int:
             advance=advance,
         )
     write_text(render(result, fmt), args.output)
-    return EXIT_OK if result.all_accepted else EXIT_REJECTED
+    statuses = {row.result.status for row in result.rows}
+    if "rejected" in statuses:
+        return EXIT_REJECTED
+    # As `check`: a size shapes alone cannot decide is not a rejection.
+    return EXIT_CANNOT_ANALYSE if "unknown" in statuses else EXIT_OK
 
 
 def _sizes(text: str) -> list[tuple[int, ...]]:

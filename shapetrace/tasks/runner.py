@@ -107,7 +107,8 @@ class SizeRunner:
                 size = _size_text_of(list(specs[0].dims), base)
                 return CheckResult(size, "accepted", output_shape=output)
         if answer.accepted is False:
-            failure = self._break_failure(specs, base, answer)
+            # The breaking node alone runs on inputs of the base report's dtype.
+            failure = self._break_failure(specs, base, answer) if same_dtype else None
             if failure is None:
                 failure = self._shapes_failure(specs, base)
             if failure is not None:
