@@ -302,8 +302,8 @@ def test_squeeze_of_a_spatial_dim_holds_exactly_where_the_dim_is_one(height: int
 
 
 class FirstRow(nn.Module):
-    """`unbind(2)[0]`: the first row of the map only; a model unpacking every row
-    (`top, bottom = x.unbind(2)`) needs exactly that many, one reading the first does not."""
+    """`unbind(2)[1]`: the second row of the map only; a model unpacking every row
+    (`top, bottom = x.unbind(2)`) needs exactly that many, one reading a single row does not."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -354,3 +354,26 @@ def test_arange_bounds_by_name_or_position() -> None:
     assert report.domain is not None
     assert report.domain["H"] == [[3, None]] and report.domain["W"] == [[3, None]]
     assert report.node("index_select_1").shape_formula == ["N", "2", "ceil(H/2) - 1", "W - 3"]
+
+
+class FloatRange(nn.Module):
+    """`arange(1.5, w)`: a float start counts differently from an integer one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y[..., 1:] + torch.arange(1.5, y.shape[-1], device=y.device)
+
+
+def test_arange_with_a_float_bound_claims_no_sizes_it_cannot_count() -> None:
+    import shapetrace
+
+    report = shapetrace.analyze(FloatRange(), "1x1x12x12")
+    assert report.failure is None and report.node("arange").shape == [9]
+    assert report.domain is not None
+    # The analysed size ran, so it is accepted; the others are not claimed either way.
+    assert report.domain["W"] == [[12, 12]] and report.domain["H"] == [[12, 12]]
+    assert [e["node"] for e in report.domain["open"]] == ["arange"]

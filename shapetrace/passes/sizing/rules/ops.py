@@ -325,8 +325,12 @@ def _data_shape(data: Any) -> tuple[Poly, ...]:
 def _arange(call: Call) -> STensor:
     """`arange(end)`, `arange(start, end[, step])`, positional or by name (aten's
     `arange.start(start, end)` binds them by name)."""
-    positional = [a for a in call.get("args", ()) if isinstance(a, (int, Poly))]
+    positional = list(call.get("args", ()))
     named = {k: call.args.get(k) for k in ("start", "end", "step")}
+    given = [*positional, *(v for v in named.values() if v is not None)]
+    if any(not isinstance(a, (int, Poly)) or isinstance(a, bool) for a in given):
+        # A float bound (`arange(1.5, w)`) counts differently; dropping it shifts the others.
+        raise Unsupported("arange with bounds that are not sizes")
     if len(positional) == 1 and named["end"] is None:
         named["end"] = positional[0]
     else:
