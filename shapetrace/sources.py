@@ -190,7 +190,9 @@ def _build_on_meta(make: Callable[[], Any], own_errors: list[BaseException]) -> 
     try:
         with torch.device("meta"), _no_weight_init():
             return make()
-    except Exception:
+    except (RuntimeError, NotImplementedError, TypeError):
+        # What an op on meta tensors raises (`.item()`, `.tolist()`, `.numpy()`, a device
+        # mix); anything else is the constructor's own error, raised from this one build.
         pass
     # Only a failed build pays for the watch (every aten op through Python, a third of the
     # build's time): the build runs again under it, to learn whether meta is to blame.

@@ -126,3 +126,31 @@ def test_building_on_meta_skips_weight_initialisation_and_restores_it() -> None:
     assert calls == []  # 20 convs, none initialised on meta
     assert all(p.device.type == "meta" for p in model.parameters())
     assert {name: getattr(init, name) for name in before} == before
+
+
+BROKEN = """
+from pathlib import Path
+
+from torch import nn
+
+LOG = Path(__file__).with_suffix(".log")
+
+
+class Broken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        with LOG.open("a") as log:
+            log.write("built\\n")
+        raise ValueError("bad config")
+"""
+
+
+def test_a_constructor_that_raises_its_own_error_runs_once(tmp_path: Path) -> None:
+    from shapetrace.cli import main
+
+    source = tmp_path / "broken.py"
+    source.write_text(BROKEN)
+    code = main([f"{source}:Broken", "--input", "1x3x8x8"])
+    assert code in (2, 3)
+    # Built once: only an error an op on meta tensors raises is worth a second, watched build.
+    assert (tmp_path / "broken.log").read_text() == "built\n"
