@@ -376,7 +376,7 @@ class ShapetraceApp(App[None]):
             before = self._shown.get(index, [])
             key = f"{self._fill}:{index}"
             for column, cell in enumerate(cells):
-                if column < len(before) and cell == before[column]:
+                if column < len(before) and _same_text(cell, before[column]):
                     continue
                 # A wider cell widens its column; a narrower one leaves it as it is (columns
                 # that shrink and grow at each size would make the table jump).
@@ -385,7 +385,8 @@ class ShapetraceApp(App[None]):
             self._shown[index] = cells
         for index, node in self._tree_nodes.items():
             label = outline.tree_label(index)
-            if label != self._labels.get(index):
+            shown_label = self._labels.get(index)
+            if shown_label is None or not _same_text(label, shown_label):
                 node.set_label(label)
                 self._labels[index] = label
         self._update_filter_count()
@@ -475,7 +476,7 @@ class ShapetraceApp(App[None]):
         """Show `text` in a Static unless it shows it already. The screen is laid out again
         only when the text may take another height: a different number of lines, or a line
         wider than the widget (which wraps); otherwise only the widget is repainted."""
-        key = (text.plain, text.spans, text.style, text.justify)
+        key = _text_key(text)
         shown = self._texts.get(selector)
         if shown is not None and shown[0] == key:
             return
@@ -731,3 +732,13 @@ def run_tui(
     if app.error is not None:
         raise app.error
     return app.report
+
+
+def _text_key(text: Text) -> tuple[Any, ...]:
+    """What a Text shows: rich's `==` compares the characters and spans, not the style of
+    the whole text, so a cell whose state changed colour and not wording would look equal."""
+    return (text.plain, text.spans, text.style, text.justify)
+
+
+def _same_text(a: Text, b: Text) -> bool:
+    return _text_key(a) == _text_key(b)
