@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -424,6 +425,7 @@ class _Formulas:
 # confirmed report after each size change) have the same formulas, parsed once.
 _PARSED: dict[tuple[tuple[str, tuple[str, ...]], ...], _Formulas] = {}
 _PARSED_KEEP = 8
+_PARSED_LOCK = threading.Lock()
 
 
 def _formulas(report: Report) -> _Formulas:
@@ -434,9 +436,10 @@ def _formulas(report: Report) -> _Formulas:
     found = _PARSED.get(key)
     if found is None:
         found = _parse_formulas(report)
-        if len(_PARSED) >= _PARSED_KEEP:
-            del _PARSED[next(iter(_PARSED))]
-        _PARSED[key] = found
+        with _PARSED_LOCK:  # `Report.at` may be called from several threads
+            while len(_PARSED) >= _PARSED_KEEP:
+                _PARSED.pop(next(iter(_PARSED)))
+            _PARSED[key] = found
     report.__dict__["_formulas"] = found
     return found
 
