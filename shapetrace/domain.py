@@ -46,7 +46,7 @@ def _on_paths(domain: dict[str, Any]) -> bool:
         guard = entry.get("guard")
         if guard is not None and not _DATA_SIZE.search(str(guard)):
             return True
-        if str(entry.get("reason", "")).startswith("the export fixed"):
+        if entry.get("pinned") is not None:  # an axis the export fixed
             return True
     return False
 

@@ -208,7 +208,10 @@ def test_sizes_the_export_fixed_are_known_only_where_captured() -> None:
     assert domain["possible"] == {"H": [[1, None]], "W": [[1, None]]}
     reasons = [q["reason"] for q in domain["open"]]
     assert any(r.startswith("the export fixed H at 32") for r in reasons)
+    assert {q.get("pinned") for q in domain["open"]} >= {"H", "W"}
     assert len(_brute_force(Kron, domain, 32)) == 2 * (len(SIZES) - 1)
+    # Moving both axes leaves the fixed path: unknown, whatever the per-axis sets say.
+    assert in_domain(domain, {"H": 33, "W": 33}) is None
 
 
 class Tokens(nn.Module):

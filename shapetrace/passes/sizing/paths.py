@@ -103,7 +103,7 @@ class Paths:
                     f"the export fixed {axis} at {n} (the size is not symbolic in its graph), "
                     f"so its graph is the model's only at {axis} = {n}: other sizes are unknown"
                 )
-                out.append({"node": "", "reason": reason})
+                out.append({"node": "", "reason": reason, "pinned": axis})
             for g in capture.guards:
                 if g.text in seen or (g.kind not in _ON_PATH and g.kind != "rejects"):
                     continue
