@@ -868,3 +868,74 @@ def test_a_parameter_read_in_forward_is_a_row_of_its_owner_where_it_is_used() ->
     # After the input and the conv, as an fx graph reads it: not at the top of the table.
     assert names.index("x") < names.index("conv") < names.index("rescale.weight")
     assert report.module("rescale").shape == [1, 4, 6, 8]
+
+
+class GridAndBoxes(nn.Module):
+    """Views (meshgrid's expanded grids, a reshape), a tensor made on the CPU, and sizes that
+    depend on values: every case where the shape pass must run the op rather than read the
+    value export recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y = F.relu(self.conv(x))
+        h, w = y.shape[-2:]
+        gy, gx = torch.meshgrid(
+            torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij"
+        )
+        flat = y.flatten(2).transpose(1, 2)
+        scale = torch.tensor([2.0, 3.0]).to(x.device)
+        picked = flat[flat[..., 0] > 0]
+        return gy + gx, flat * scale.sum(), picked.sum(0), picked
+
+
+def test_the_shape_pass_reads_exports_values_where_a_run_would_compute_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shapetrace.passes import shapes
+    from shapetrace.passes.shapes import propagate
+
+    read: set[Any] = set()
+    recorded = shapes._ShapeInterpreter._recorded
+
+    def spy(self: Any, n: torch.fx.Node) -> Any:
+        value = recorded(self, n)
+        if value is not None:
+            read.add(n.target)
+        return value
+
+    monkeypatch.setattr(shapes._ShapeInterpreter, "_recorded", spy)
+
+    _, captured = _capture(GridAndBoxes, 24, 40)
+    capture = captured.capture
+    gm = capture.graph_module
+    runs = [
+        propagate(gm, [_x(24, 40)], capture.names, capture.sites, symbolic=True, reuse=reuse)
+        for reuse in (False, True)
+    ]
+
+    def sharing(run: Any) -> dict[str, set[str]]:
+        # Which nodes' outputs share a storage: the cost pass counts storages.
+        by_key: dict[int, set[str]] = {}
+        for node, value in run.values.items():
+            for t in [v for v in (value if isinstance(value, (list, tuple)) else [value])]:
+                if isinstance(t, torch.Tensor):
+                    by_key.setdefault(int(t.untyped_storage()._cdata), set()).add(node.name)
+        return {n: group for group in by_key.values() for n in group}
+
+    full, reused = runs
+    assert full.failure is None and reused.failure is None
+    assert {n.name: r for n, r in full.results.items()} == {
+        n.name: r for n, r in reused.results.items()
+    }
+    assert sharing(full) == sharing(reused)
+    # Read from export: the conv, the sums; meshgrid's views, the reshapes, the tensor made
+    # on the CPU and the ops on data-dependent sizes ran.
+    assert {torch.ops.aten.conv2d.default, torch.ops.aten.mul.Tensor} <= read
+    ran = {torch.ops.aten.meshgrid.indexing, torch.ops.aten.transpose.int, torch.ops.aten.to.dtype}
+    assert not read & ran
+    assert torch.ops.aten.lift_fresh_copy.default not in read
+    shapes = {n.name: r.shape for n, r in reused.results.items()}
+    assert any(isinstance(d, str) and d.startswith("u") for s in shapes.values() if s for d in s)
