@@ -572,13 +572,18 @@ def _report_uncaptured(report: Report, model: nn.Module, captured: Any) -> None:
     unreached = [
         p
         for p, m in params_pass.unused_modules(model, capture.called, capture.used_tensors)
-        if _owns_tensors(m)
+        # A cut submodule call is the row itself, not a module the forward never reached.
+        if _owns_tensors(m) and p != cut.name and not p.startswith(cut.name + ".")
     ]
     if unreached:
-        more = f" and {len(unreached) - 3} more" if len(unreached) > 3 else ""
+        shown = unreached[:3]
+        names = ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else shown[0]
+        if len(unreached) > 3:
+            names = f"{', '.join(shown)} and {len(unreached) - 3} more"
+        verb = "was" if len(unreached) == 1 else "were"
         reason += (
-            f"; {', '.join(unreached[:3])}{more} were not reached before it, so whether the "
-            "forward uses them is unknown"
+            f"; {names} {verb} not reached before it, so whether the forward uses "
+            f"{'it' if len(unreached) == 1 else 'them'} is unknown"
         )
     missing = {"shape": reason, "macs": reason}
     report.source["captured_until"] = cut.name
@@ -599,7 +604,10 @@ def _report_uncaptured(report: Report, model: nn.Module, captured: Any) -> None:
     if cut.function not in uncounted:
         uncounted.append(cut.function)
     if report.domain is not None:
-        report.domain.setdefault("open", []).append({"node": cut.name, "reason": reason})
+        # `cut`: no size is known to be accepted past it (`shapetrace.domain.in_domain`).
+        report.domain.setdefault("open", []).append(
+            {"node": cut.name, "reason": reason, "cut": True}
+        )
     where = f"{os.path.basename(cut.file)}:{cut.line}" if cut.file else "an unknown line"
     lead = (
         f"Captured up to {cut.name}, which is not captured: it {cut.cause} at {where}. What it "

@@ -19,7 +19,9 @@ def in_domain(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:
     its combinations; None when such a bound lists none. A domain left open by an op without a
     size rule proves only its own sets: sizes outside them that the known rules still allow
     (`possible`) are None, unknown, not rejected. For a capture whose graph holds on a path of
-    sizes (guards in `open`), sizes moving more than one axis from `at` are None."""
+    sizes (guards in `open`), sizes moving more than one axis from `at` are None; where it ended
+    at a call it could not follow (an `open` entry with `cut`), no size is known to be
+    accepted."""
     at = domain.get("at") or {}
     moved = [a for a, n in sizes.items() if a in at and at[a] != n]
     if len(moved) > 1 and _on_paths(domain):
@@ -28,6 +30,10 @@ def in_domain(domain: dict[str, Any], sizes: dict[str, int]) -> bool | None:
         # are not decided by them.
         return None
     proven = _in_proven(domain, sizes)
+    if proven is True and any(e.get("cut") for e in domain.get("open") or []):
+        # The capture ended at a call it could not follow: the sets hold for the graph up to
+        # that call, and what the rest of the forward accepts is unknown.
+        return None
     if proven is not False or not domain.get("open"):
         return proven
     possible = domain.get("possible") or {}

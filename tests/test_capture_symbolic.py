@@ -624,7 +624,12 @@ def test_the_report_says_what_is_not_captured_and_why(
     reason = last.missing["shape"]
     assert reason.startswith("not captured: PostProcessed.paste (paste) loops over a data-")
     assert "test_capture_symbolic.py:" in reason and "for b in scaled" in reason
-    assert {"node": "paste", "reason": reason} in report.domain["open"]
+    assert {"node": "paste", "reason": reason, "cut": True} in report.domain["open"]
+    # Every size passes the graph up to the cut; whether the model accepts it is unknown.
+    from shapetrace.domain import in_domain
+
+    assert report.domain["H"] == [[1, None]] and report.domain["W"] == [[1, None]]
+    assert in_domain(report.domain, {"H": 40, "W": 50}) is None
     assert report.verdict.startswith(
         "Captured up to paste, which is not captured: it loops over a data-dependent number of "
         "items (u0) at test_capture_symbolic.py:"
@@ -677,7 +682,7 @@ def test_modules_after_the_cut_are_not_claimed_dead() -> None:
     assert report.source["trace"] == "symbolic" and report.failure is None
     assert report.dead_modules == [] and report.train_only_modules == []
     reason = report.node("heads.decode_each").missing["shape"]
-    assert "after were not reached before it" in reason
+    assert "after was not reached before it, so whether the forward uses it is unknown" in reason
 
 
 def test_captures_in_two_threads_give_what_each_gives_alone() -> None:
@@ -801,6 +806,11 @@ def test_a_loop_in_a_submodules_forward_ends_the_capture_at_that_module_call() -
     assert _output_shapes(captured, 40, 50) == ["(u0, 4)", str(tuple(s.shape))]
     # The head's own conv ran before the loop, inside the cut call: not in the graph.
     assert "head.proj" not in set(captured.capture.names.values())
+    # nor said to be a module the forward never reached: it is the cut row's own
+    import shapetrace
+
+    report = shapetrace.analyze(WithLoopingHead(), "1x3x40x50")
+    assert "not reached" not in report.node("head").missing["shape"]
 
 
 class TwoImages(nn.Module):
