@@ -571,41 +571,44 @@ def _cut_points(model: nn.Module, runner: nn.Module, state: _CutState) -> Iterat
     this context only."""
     patched_globals: list[tuple[Any, str, Any]] = []
     patched_methods: list[tuple[nn.Module, str]] = []
-    namespaces = {
-        sys.modules[type(m).__module__]
-        for m in model.modules()
-        if type(m).__module__ in sys.modules and not _is_torch_module(type(m).__module__)
-    }
-    for namespace in namespaces:
-        for name, value in list(vars(namespace).items()):
-            if (
-                inspect.isfunction(value)
-                and value.__module__ == namespace.__name__
-                and _is_users(value.__code__.co_filename)
-            ):
-                patched_globals.append((namespace, name, value))
-                setattr(namespace, name, _watched(value, name, None, state))
-    for module in model.modules():
-        path = state.paths.get(id(module), "")
-        done: set[str] = set(vars(module))
-        for cls in type(module).__mro__:
-            if _is_torch_module(cls.__module__) or cls.__module__ == "builtins":
-                continue
-            for name, value in vars(cls).items():
-                if name in done or name == "forward" or name.startswith("__"):
-                    continue
-                done.add(name)
-                if inspect.isfunction(value):
-                    bound = value.__get__(module)
-                    module.__dict__[name] = _watched(bound, name, path, state)
-                    patched_methods.append((module, name))
-        scripted = isinstance(module, torch.jit.ScriptModule)
-        if module is not model and not scripted and "forward" not in vars(module):
-            module.__dict__["forward"] = _watched(module.forward, "forward", path, state, module)
-            patched_methods.append((module, "forward"))
     previous = runner.__dict__.get("forward")
-    runner.__dict__["forward"] = _catching(runner.forward, state)
+    # Each patch is listed before it is made, and all are undone in `finally`: an error or
+    # an interrupt while patching leaves none of the model's code patched.
     try:
+        namespaces = {
+            sys.modules[type(m).__module__]
+            for m in model.modules()
+            if type(m).__module__ in sys.modules and not _is_torch_module(type(m).__module__)
+        }
+        for namespace in namespaces:
+            for name, value in list(vars(namespace).items()):
+                if (
+                    inspect.isfunction(value)
+                    and value.__module__ == namespace.__name__
+                    and _is_users(value.__code__.co_filename)
+                ):
+                    patched_globals.append((namespace, name, value))
+                    setattr(namespace, name, _watched(value, name, None, state))
+        for module in model.modules():
+            path = state.paths.get(id(module), "")
+            done: set[str] = set(vars(module))
+            for cls in type(module).__mro__:
+                if _is_torch_module(cls.__module__) or cls.__module__ == "builtins":
+                    continue
+                for name, value in vars(cls).items():
+                    if name in done or name == "forward" or name.startswith("__"):
+                        continue
+                    done.add(name)
+                    if inspect.isfunction(value):
+                        patched_methods.append((module, name))
+                        module.__dict__[name] = _watched(value.__get__(module), name, path, state)
+            scripted = isinstance(module, torch.jit.ScriptModule)
+            if module is not model and not scripted and "forward" not in vars(module):
+                patched_methods.append((module, "forward"))
+                module.__dict__["forward"] = _watched(
+                    module.forward, "forward", path, state, module
+                )
+        runner.__dict__["forward"] = _catching(runner.forward, state)
         yield
     finally:
         if previous is None:

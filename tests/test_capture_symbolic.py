@@ -3,7 +3,9 @@ node shapes against eager meta runs, names and sites against module paths."""
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -949,3 +951,29 @@ def test_the_shape_pass_reads_exports_values_where_a_run_would_compute_the_same(
     assert torch.ops.aten.lift_fresh_copy.default not in read
     shapes = {n.name: r.shape for n, r in reused.results.items()}
     assert any(isinstance(d, str) and d.startswith("u") for s in shapes.values() if s for d in s)
+
+
+def test_an_error_while_setting_up_the_cut_points_leaves_nothing_patched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shapetrace.capture_symbolic as cs
+
+    model = WithLoopingHead()
+    real = cs._watched
+    made: list[int] = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        if len(made) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cs, "_watched", failing)
+    before = {id(m): dict(vars(m)) for m in model.modules()}
+    namespace = sys.modules[__name__]
+    functions = {k: v for k, v in vars(namespace).items() if inspect.isfunction(v)}
+    with pytest.raises(KeyboardInterrupt):
+        capture_symbolic(model, [_x(40, 50)])
+    assert len(made) == 3
+    assert {id(m): dict(vars(m)) for m in model.modules()} == before
+    assert {k: v for k, v in vars(namespace).items() if inspect.isfunction(v)} == functions
