@@ -180,8 +180,9 @@ class SymbolicCapture:
                 ]
                 if any(g.kind == "rejects" and g.holds(sizes) is False for g in capture.guards):
                     return False
-                # An implied guard broken here was never probed alone: its verdict is unknown.
-                if any(v is not True for v in verdicts):
+                # An implied guard broken here was never probed alone: its verdict is unknown;
+                # past a call the capture could not follow, so is the rest of the forward.
+                if any(v is not True for v in verdicts) or capture.uncaptured is not None:
                     return None
                 return True
         return None

@@ -590,6 +590,8 @@ def test_the_cut_is_the_call_made_from_the_innermost_forward() -> None:
     assert _output_shapes(captured, 40, 50) == ["(u0, 4)"]
     # `after` runs only after the cut: not in the graph.
     assert "after" not in captured.capture.calls
+    # What follows the cut is unknown, so no size is claimed accepted from the guards.
+    assert captured.accepts({"H": 40, "W": 50}) is None
 
 
 def test_more_data_dependent_sizes_than_the_limit_end_the_capture_at_the_loop() -> None:

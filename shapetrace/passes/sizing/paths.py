@@ -82,6 +82,10 @@ class Paths:
                 # The graph's sizes hold at the pinned size alone; the guards still say where
                 # the model rejects others (a second input fixing the size: `Eq(H, 64)`).
                 ok = ok.intersect(IntSet.interval(pinned, pinned))
+            if index > 0 and capture.uncaptured is not None:
+                # Another path whose capture ended at a call it could not follow proves no
+                # size accepted (the captured graph's own cut is marked in `open`).
+                ok = IntSet.empty()
             accepted = accepted.union(ok)
             rejected = rejected.union(on.holds.intersect(checks.fails))
         possible = rejected.complement()
