@@ -225,6 +225,7 @@ def test_sizes_shapes_alone_cannot_decide_exit_3_as_check_does(
     code = main(["sweep", spec, "--input", "1x3x16x16", "--sizes", "16,24", "-f", "json"])
     rows = json.loads(capsys.readouterr().out)["sizes"]
     assert [r["status"] for r in rows] == ["unknown", "unknown"]
+    assert [r["size"] for r in rows] == ["16x16", "24x24"]
     assert all(r["node"] == "paste" for r in rows)
     assert code == 3
     assert main(["check", spec, "--input", "1x3x16x16"]) == 3

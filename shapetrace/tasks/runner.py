@@ -397,10 +397,7 @@ def _size_text_of(dims: list[int], report: Report) -> str:
 
 
 def _size_text(report: Report) -> str:
-    dims = report.input
-    axes = [a for a in (report.domain or {}).get("at", {})]
-    shown = dims[len(dims) - len(axes) :] if axes else dims
-    return "x".join(str(d) for d in shown)
+    return _size_text_of(list(report.input), report)
 
 
 def _shape_of(value: Any, names: dict[Any, str], report: Report) -> Any:

@@ -162,6 +162,9 @@ def sweep(
         dims = (*lead, *(per_axis[a] for a in axes))
         spec = str(replace(first_spec, dims=dims)) if first_spec else "x".join(map(str, dims))
         checked = runner.check(",".join([spec, *base_specs[1:]]), base_report)
+        # Labelled by the swept axes, also where the size's own report has no domain to say
+        # which dims are spatial (a model the capture gave up on at that size).
+        checked.size = "x".join(str(per_axis[a]) for a in axes)
         result.rows.append(SweepRow(per_axis, checked, in_domain(domain, per_axis)))
         if advance is not None:
             advance()
