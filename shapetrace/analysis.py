@@ -370,6 +370,10 @@ def _nodes(capture: Capture, shapes: ShapeResult) -> list[Node]:
             params = params_pass.unique_params(module)
         else:
             op, target = node.op, _target_text(node)
+            if op == "get_attr" and capture.method == "symbolic":
+                from shapetrace.capture_symbolic import model_path
+
+                target = model_path(target)  # not the path through shapetrace's wrapper
             kind = type(module).__name__ if module is not None else op_label(node)
             params = params_pass.node_params(gm, node)
         nodes.append(

@@ -1257,6 +1257,12 @@ def _position(graph: fx.Graph) -> Callable[[fx.Node], int]:
     return order.__getitem__
 
 
+def model_path(path: str) -> str:
+    """A module or attribute path of the captured graph as a path of the model
+    (`_shapetrace_images.backbone.scale_weight` -> `backbone.scale_weight`)."""
+    return _clean_path(path)
+
+
 def _clean_path(path: str) -> str:
     # nn_module_stack paths of modules reached through containers read `layer1.0`, sometimes
     # with export's `L['self']`-style prefixes stripped already; `@n` marks repeated calls.

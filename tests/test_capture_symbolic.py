@@ -879,6 +879,11 @@ def test_a_parameter_read_in_forward_is_a_row_of_its_owner_where_it_is_used() ->
     names = [n.name for n in report.nodes]
     read = report.node("rescale.weight")
     assert (read.op, read.module, read.shape) == ("get_attr", "rescale", [4])
+    assert read.target == "rescale.weight"
+    # A detector's, read through the wrapper that unbinds the batch, reads the same.
+    from shapetrace.capture_symbolic import model_path
+
+    assert model_path("_shapetrace_images.backbone.scale_weight") == "backbone.scale_weight"
     # After the input and the conv, as an fx graph reads it: not at the top of the table.
     assert names.index("x") < names.index("conv") < names.index("rescale.weight")
     assert report.module("rescale").shape == [1, 4, 6, 8]
