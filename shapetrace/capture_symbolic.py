@@ -12,8 +12,11 @@ line and module and then classified by running the model eagerly on meta tensors
 violates it and satisfies every other guard: `rejects` when the model raises there (its own
 error message is kept), `path` when the model runs there but takes another path (captured in
 turn, up to `max_paths`), `implied` when no size breaks it alone, `data` when it involves
-data-dependent sizes. See docs/capture.md for the measurements behind the choice of
-`torch.export` over `make_fx(tracing_mode="symbolic")`.
+data-dependent sizes. An `implied` guard is tried once more where it is the first guard to fail
+(every `path` guard and every guard asked before it hold): `rejects` if the model raises there
+from the call that asked it (a conv's own `H >= 5` ahead of a pool needing `H >= 6`). See
+docs/capture.md for the measurements behind the choice of `torch.export` over
+`make_fx(tracing_mode="symbolic")`.
 
 Where the export cannot go on (Python looping over a data-dependent number of detections, or
 more data-dependent sizes than the caller's limit) inside a call a module's forward makes, the
@@ -178,8 +181,14 @@ class SymbolicCapture:
                 verdicts = [
                     g.holds(sizes) for g in capture.guards if g.kind not in ("path", "layout")
                 ]
-                if any(g.kind == "rejects" and g.holds(sizes) is False for g in capture.guards):
-                    return False
+                # Guards are in the order the model asked them: a rejecting guard that fails
+                # rejects unless an `implied` or `unknown` one asked before it fails too (the
+                # model may have raised or turned off the path there).
+                for g in capture.guards:
+                    if g.kind == "rejects" and g.holds(sizes) is False:
+                        return False
+                    if g.kind in ("implied", "unknown") and g.holds(sizes) is not True:
+                        break
                 # An implied guard broken here was never probed alone: its verdict is unknown;
                 # past a call the capture could not follow, so is the rest of the forward.
                 if any(v is not True for v in verdicts) or capture.uncaptured is not None:
@@ -1653,6 +1662,7 @@ def _classify(
         probe = _violating(guard, others, result.sample, limit)
         if probe is None:
             guard.kind = "implied"
+            _probe_implied(guard, result, model, inputs, spatial, limit)
             continue
         guard.probe = probe
         error, fault = _meta_run(model, _resized(inputs, spatial, probe))
@@ -1664,6 +1674,60 @@ def _classify(
         else:
             guard.kind = "rejects"
             guard.message = f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _probe_implied(
+    guard: Guard,
+    result: SymbolicCapture,
+    model: nn.Module,
+    inputs: Sequence[Any],
+    spatial: Sequence[int],
+    limit: int,
+) -> None:
+    """An `implied` guard is `rejects` if the model raises, because of it, at a size where it
+    is the first guard to fail: every guard asked before it and every `path` guard hold there
+    (guards asked after it may fail too), so the model runs the captured path up to the
+    question and raises. The error must come from the question's own call: a frame of the
+    function asking it (`guard.file`, `guard.line`), inside the forward of `guard.module`.
+    Anything else (the model runs there, or raises elsewhere) leaves it `implied`."""
+    index = next(i for i, g in enumerate(result.guards) if g is guard)
+    before = [
+        g
+        for i, g in enumerate(result.guards)
+        if g.kind not in ("data", "layout") and (i < index or g.kind == "path")
+    ]
+    probe = _violating(guard, [g for g in before if g is not guard], result.sample, limit)
+    if probe is None or guard.file is None or guard.line is None:
+        return
+    error, fault = _meta_run(model, _resized(inputs, spatial, probe))
+    if error is None or fault is not None:
+        return
+    paths = {id(m): p for p, m in result.model.named_modules()}
+    if not _raised_at(error, guard, paths):
+        return
+    guard.kind = "rejects"
+    guard.probe = probe
+    guard.message = f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _raised_at(error: BaseException, guard: Guard, paths: Mapping[int, str]) -> bool:
+    """Whether `error` was raised from the function that asked `guard` (a traceback frame in
+    `guard.file` whose code spans `guard.line`), with `guard.module`'s forward the innermost
+    module forward on the way."""
+    tb = error.__traceback__
+    asked = False
+    module: str | None = None
+    while tb is not None:
+        frame = tb.tb_frame
+        code = frame.f_code
+        if code.co_filename == guard.file and any(
+            line == guard.line for _, _, line in code.co_lines()
+        ):
+            asked = True
+        if code.co_name == "forward" and id(frame.f_locals.get("self")) in paths:
+            module = paths[id(frame.f_locals["self"])]
+        tb = tb.tb_next
+    return asked and module is not None and module == (guard.module or "")
 
 
 def _violating(

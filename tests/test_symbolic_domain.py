@@ -160,40 +160,43 @@ def test_divisible_by_32_is_exact() -> None:
 
 def test_branch_on_width_joins_both_captured_paths() -> None:
     """At W = 64 the model takes the other path (captured too): it is accepted there. Along H
-    the 5x5 conv and the 2x2 pool need H >= 6; at H <= 4 the conv's own check is `implied`
-    (never probed alone), so those sizes are unknown, not claimed."""
+    the 5x5 conv and the 2x2 pool need H >= 6; the conv's own check `H >= 5` breaks the pool's
+    too, so it is probed where it is the first guard to fail (H = 4): the conv raises there,
+    and H <= 4 is rejected (was unknown). The domain is exact."""
     report = _report(ResizeWidth, 48)
     domain = report.domain
     assert domain["H"] == [[6, None]] and domain["W"] == [[1, None]]
-    assert domain["possible"] == {"H": [[1, 4], [6, None]], "W": [[1, None]]}
-    assert _brute_force(ResizeWidth, domain, 48) == [(h, 48) for h in range(1, 5)]
+    assert "possible" not in domain
+    assert _brute_force(ResizeWidth, domain, 48) == []
     guards = {q.get("guard") for q in domain["open"]}
-    assert {"H >= 5", "Ne(W, 64)"} <= guards
+    assert guards == {"Ne(W, 64)"}
 
 
 def test_resize_unless_64_from_either_path() -> None:
     """Captured at 48 (the resizing path), every size is accepted. Captured at 64 (W pinned to
-    64, the other path captured too), H goes through the conv and pool: H >= 6, H = 5 rejected,
-    H <= 4 unknown (the conv's own check is `implied`); every W is accepted."""
+    64, the other path captured too), H goes through the conv and pool: H >= 6, H = 5 rejected
+    by the pool, H <= 4 by the conv (its check probed at H = 4, where it fails first); every W
+    is accepted."""
     resized = _report(ResizeSquare, 48)
     assert resized.domain["H"] == [[1, None]] and resized.domain["W"] == [[1, None]]
     assert _brute_force(ResizeSquare, resized.domain, 48) == []
     kept = _report(ResizeSquare, 64)
     assert kept.domain["H"] == [[6, None]] and kept.domain["W"] == [[1, None]]
-    assert kept.domain["possible"] == {"H": [[1, 4], [6, None]], "W": [[1, None]]}
-    assert _brute_force(ResizeSquare, kept.domain, 64) == [(h, 64) for h in range(1, 5)]
+    assert "possible" not in kept.domain
+    assert _brute_force(ResizeSquare, kept.domain, 64) == []
 
 
 def test_a_window_chosen_from_the_map_is_not_claimed_beyond_its_path() -> None:
     """`min(7, w)`: the captured graph pools 7x7, which needs W >= 15; narrower inputs take
     another window, which the capture did not follow. They are unknown, never rejected (an
-    eager run accepts W = 3..14)."""
+    eager run accepts W = 3..14). The conv's own checks reject H, W <= 2: the conv raises where
+    they are the first guard to fail."""
     report = _report(Window, 64)
     domain = report.domain
     assert domain["H"] == [[15, None]] and domain["W"] == [[15, None]]
-    assert domain["possible"] == {"H": [[1, 2], [15, None]], "W": [[1, None]]}
+    assert domain["possible"] == {"H": [[15, None]], "W": [[3, None]]}
     unknown = _brute_force(Window, domain, 64)
-    assert unknown == [(h, 64) for h in (1, 2)] + [(64, w) for w in range(1, 15)]
+    assert unknown == [(64, w) for w in range(3, 15)]
     assert [_runs(Window, 64, w) for w in (2, 3, 14)] == [False, True, True]
     # At 3x3 the window is 1x1 and the model runs: the per-axis sets (W at 64) say nothing.
     assert in_domain(domain, {"H": 3, "W": 3}) is None and _runs(Window, 3, 3)

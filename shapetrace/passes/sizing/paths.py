@@ -10,7 +10,8 @@ The capture's guards are the conditions under which its graph is the model's gra
   its own guards (as `SymbolicCapture.accepts` does), an uncaptured one leaves them unknown;
 - where an `implied` guard fails (no size breaking it alone was found, so nothing says whether
   the model raises or takes another path there) or an `unknown` one (not tried on meta), the
-  sizes are unknown.
+  sizes are unknown, except where a `rejects` guard asked before it fails (the guards are in
+  the order the model asked them, and the model raised at that one first).
 
 `layout` guards choose memory layouts, not paths; `data` guards are about data-dependent
 sizes, not H and W (they are listed in the domain's `open` all the same).
@@ -88,9 +89,35 @@ class Paths:
                 ok = IntSet.empty()
             accepted = accepted.union(ok)
             rejected = rejected.union(on.holds.intersect(checks.fails))
+            rejected = rejected.union(self._rejected_in_order(index, axis))
         possible = rejected.complement()
         self.unknown[axis] = possible.intersect(accepted.complement())
         return accepted, possible
+
+    def _rejected_in_order(self, index: int, axis: str) -> IntSet:
+        """Sizes a `rejects` guard rejects before any `implied` or `unknown` guard asked after
+        it is reached: guards are in the order the model asked them, so where every `path`
+        guard and every guard asked before a rejecting one hold and it fails, the model raises
+        there (as it did at its probe) whatever the later guards say."""
+        capture, names = self.captures[index]
+        sets = GuardSet(names, axis, self.reference)
+        known = self._guards(index, axis)
+
+        def of(g: Any) -> Known:
+            return known[id(g)] if id(g) in known else sets.known(g)
+
+        path = Known.everywhere()
+        for g in capture.guards:
+            if g.kind == "path":
+                path = path.both(of(g))
+        asked = Known.everywhere()
+        out = IntSet.empty()
+        for g in capture.guards:
+            if g.kind == "rejects":
+                out = out.union(path.holds.intersect(asked.holds).intersect(of(g).fails))
+            elif g.kind in ("implied", "unknown"):
+                asked = asked.both(of(g))
+        return out
 
     def questions(self, analysis: SizeAnalysis) -> list[dict[str, Any]]:
         """One `open` entry per guard (of the captured graph, then of the other paths
