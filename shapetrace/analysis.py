@@ -579,16 +579,14 @@ def _report_uncaptured(report: Report, model: nn.Module, captured: Any) -> None:
         # A cut submodule call is the row itself, not a module the forward never reached.
         if _owns_tensors(m) and p != cut.name and not p.startswith(cut.name + ".")
     ]
+    if len(unreached) == 1:
+        reason += f"; {unreached[0]} was not reached before it, so whether the forward uses it"
+    elif unreached:
+        last = f"{len(unreached) - 3} more" if len(unreached) > 3 else unreached[-1]
+        names = f"{', '.join(unreached[: min(3, len(unreached) - 1)])} and {last}"
+        reason += f"; {names} were not reached before it, so whether the forward uses them"
     if unreached:
-        shown = unreached[:3]
-        names = ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else shown[0]
-        if len(unreached) > 3:
-            names = f"{', '.join(shown)} and {len(unreached) - 3} more"
-        verb = "was" if len(unreached) == 1 else "were"
-        reason += (
-            f"; {names} {verb} not reached before it, so whether the forward uses "
-            f"{'it' if len(unreached) == 1 else 'them'} is unknown"
-        )
+        reason += " is unknown"
     missing = {"shape": reason, "macs": reason}
     report.source["captured_until"] = cut.name
     report.nodes.append(

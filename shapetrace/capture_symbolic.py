@@ -386,7 +386,7 @@ def _nearby_sizes(inputs: Sequence[Any], spatial: Sequence[int]) -> list[dict[st
 
 class _Unbatched(nn.Module):
     """Calls a model taking a list of images with the images of batched tensors. Its only
-    child is the model, under a name `_clean_path` strips from every path."""
+    child is the model, under a name `model_path` strips from every path."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -946,7 +946,7 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     called = {id(model)}
     for node in nodes:
         for key, (path, _type) in stacks[node]:
-            path = _clean_path(path)
+            path = model_path(path)
             if path and key not in seen_calls:
                 seen_calls.add(key)
                 calls[path] += 1
@@ -961,7 +961,7 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     module_calls: dict[fx.Node, str] = {}
     for node in nodes:
         key, path = innermost[node]
-        path = _clean_path(path)
+        path = model_path(path)
         module = modules.get(path)
         is_call = (
             bool(path)
@@ -974,7 +974,7 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
             sites[node] = ""
         elif node.op == "get_attr":
             # Read in its owner's forward, as an fx graph would place it.
-            base = _clean_path(str(node.target))
+            base = model_path(str(node.target))
             sites[node] = base.rpartition(".")[0]
         else:
             # `x.size(2)` is `size` in an fx graph, `sym_size_int` in aten's.
@@ -993,7 +993,7 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
         for key, _ in stacks[node]:
             inside.setdefault(key, []).append(node)
     for key, node in last_of_call.items():
-        path = _clean_path(dict(stacks[node])[key][0])
+        path = model_path(dict(stacks[node])[key][0])
         if path:
             module_outputs[path] = _call_output(inside.get(key, []), node)
     used = _used_tensors(model, gm)
@@ -1002,13 +1002,13 @@ def _capture_record(model: nn.Module, gm: fx.GraphModule) -> Capture:
     hidden = {
         n
         for n in nodes
-        if n.op == "get_attr" and _clean_path(str(n.target)).rpartition(".")[0] in called_paths
+        if n.op == "get_attr" and model_path(str(n.target)).rpartition(".")[0] in called_paths
     }
     # Constants export lifted out of the forward (`lifted_tensor_0`, a `torch.tensor(...)` the
     # forward builds) are not the model's tensors: fx would show the call, not an attribute.
     named = {p for p, _ in model.named_parameters(remove_duplicate=False)}
     named |= {p for p, _ in model.named_buffers(remove_duplicate=False)}
-    hidden |= {n for n in nodes if n.op == "get_attr" and _clean_path(str(n.target)) not in named}
+    hidden |= {n for n in nodes if n.op == "get_attr" and model_path(str(n.target)) not in named}
     # `_Unbatched` unbinding the batch into the list of images a detector takes: shapetrace's
     # plumbing, not the model's (an fx graph of the model would start at the list).
     hidden |= {n for n in nodes if n.op == "call_function" and _made_by_wrapper(stacks[n])}
@@ -1269,10 +1269,6 @@ def _position(graph: fx.Graph) -> Callable[[fx.Node], int]:
 def model_path(path: str) -> str:
     """A module or attribute path of the captured graph as a path of the model
     (`_shapetrace_images.backbone.scale_weight` -> `backbone.scale_weight`)."""
-    return _clean_path(path)
-
-
-def _clean_path(path: str) -> str:
     # nn_module_stack paths of modules reached through containers read `layer1.0`, sometimes
     # with export's `L['self']`-style prefixes stripped already; `@n` marks repeated calls.
     path = path.split("@")[0]
@@ -1287,7 +1283,7 @@ def _used_tensors(model: nn.Module, gm: fx.GraphModule) -> set[int]:
     named.update(dict(model.named_buffers(remove_duplicate=False)))
     used: set[int] = set()
     for node in gm.graph.nodes:
-        target = _clean_path(str(node.target))
+        target = model_path(str(node.target))
         # `ExportedProgram.module()` reads every parameter, used or not: only a read with
         # users is a use.
         if node.op == "get_attr" and target in named and node.users:

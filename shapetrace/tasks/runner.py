@@ -45,11 +45,12 @@ def check_result(report: Report, output_shape: Any = None) -> CheckResult:
     if failure is None:
         shape = output_shape if output_shape is not None else _last_shape(report)
         return CheckResult(size, "accepted", output_shape=shape)
-    status = "unknown" if failure.kind == "unsupported" else "rejected"
-    reason = failure.message
-    prefix = f"{failure.node}: "
-    if reason.startswith(prefix):
-        reason = reason[len(prefix) :]
+    return _failed(size, failure, "unknown" if failure.kind == "unsupported" else "rejected")
+
+
+def _failed(size: str, failure: Failure, status: str = "rejected") -> CheckResult:
+    """The verdict at `size` for a failure, its reason without the node's name it starts with."""
+    reason = failure.message.removeprefix(f"{failure.node}: ")
     return CheckResult(size, status, node=failure.node, reason=reason)
 
 
@@ -141,12 +142,7 @@ class SizeRunner:
         failure = finder.failure_at(answer.sizes)
         if failure is None:
             return None
-        size = _size_text_of(list(specs[0].dims), base)
-        reason = failure.message
-        prefix = f"{failure.node}: "
-        if reason.startswith(prefix):
-            reason = reason[len(prefix) :]
-        return CheckResult(size, "rejected", node=failure.node, reason=reason)
+        return _failed(_size_text_of(list(specs[0].dims), base), failure)
 
     def _shapes_failure(self, specs: list[Any], base: Report) -> CheckResult | None:
         """The shape pass alone at `specs`: the verdict when it breaks (as `run` would give
@@ -171,13 +167,7 @@ class SizeRunner:
             shapes = propagate(capture.graph_module, values, capture.names, capture.sites)
         if shapes.failure is None or shapes.fault is not None:
             return None
-        size = _size_text_of(list(specs[0].dims), base)
-        failure = shapes.failure
-        reason = failure.message
-        prefix = f"{failure.node}: "
-        if reason.startswith(prefix):
-            reason = reason[len(prefix) :]
-        return CheckResult(size, "rejected", node=failure.node, reason=reason)
+        return _failed(_size_text_of(list(specs[0].dims), base), shapes.failure)
 
     def run(self, input_spec: Any) -> tuple[Report, CheckResult]:
         """The report at `input_spec` (an `--input` value; None: the model's usual input) and
