@@ -265,21 +265,14 @@ class GuardSet:
 
     def _exact(self, expr: Any) -> IntSet | None:
         kind = type(expr).__name__
-        if kind == "And":
-            out = IntSet.full()
+        if kind in ("And", "Or"):
+            both = kind == "And"
+            out = IntSet.full() if both else IntSet.empty()
             for a in expr.args:
                 part = self._exact(a)
                 if part is None:
                     return None
-                out = out.intersect(part)
-            return out
-        if kind == "Or":
-            out = IntSet.empty()
-            for a in expr.args:
-                part = self._exact(a)
-                if part is None:
-                    return None
-                out = out.union(part)
+                out = out.intersect(part) if both else out.union(part)
             return out
         if kind == "Not":
             inner = self._exact(expr.args[0])
